@@ -1,0 +1,43 @@
+"""The `xiaozhi` command line: one Typer sub-app per noun."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .. import __version__
+from . import config_cmd, models
+from .common import state
+
+app = typer.Typer(
+    name="xiaozhi",
+    help="xiaozhi-local: a fully offline server for Xiaozhi ESP32 voice devices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(models.app, name="models", help="Download, verify and remove the speech and language models.")
+app.add_typer(config_cmd.app, name="config", help="Show, locate or create the configuration file.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"xiaozhi-local {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Path = typer.Option(None, "--config", "-c", help="Config file to use instead of the default.",
+                                envvar="XIAOZHI_CONFIG", show_envvar=True),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """xiaozhi-local: a fully offline server for Xiaozhi ESP32 voice devices."""
+    state(ctx).config_path = config
+
+
+def main() -> None:
+    app()

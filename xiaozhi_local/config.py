@@ -1,0 +1,230 @@
+"""One typed settings object, from a TOML file and ``XIAOZHI_*`` environment variables.
+
+Precedence (later wins): built-in defaults → config file → environment. A setting
+``[section] key`` is overridden by ``XIAOZHI_SECTION__KEY`` (double underscore between
+section and key); the value is read as a TOML value when it parses as one (``8080``,
+``true``, ``["a", "b"]``) and as a plain string otherwise.
+
+Unknown keys and wrong types are errors that name the key, the file and the line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+from .paths import BaseDirs, base_dirs
+
+ENV_PREFIX = "XIAOZHI_"
+# Environment variables that are not settings.
+RESERVED_ENV = {"XIAOZHI_HOME", "XIAOZHI_CONFIG"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class ModelsSettings(_Section):
+    """Which catalog models the server uses, and where they are stored."""
+
+    dir: str = Field("", description="Model store; empty = <data dir>/models")
+    catalog: str = Field("", description="Extra catalog file merged over the built-in one")
+    vad: str = "silero-vad"
+    asr: str = "whisper-base"
+    tts: str = "piper-en-us-joe-medium"
+    llm: str = "qwen2.5-coder-0.5b-q4km"
+    speaker: str = "ge2e-resemblyzer"
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(_Section):
+    """Everything configurable. Sections map to TOML tables."""
+
+    models: ModelsSettings = ModelsSettings()
+    log: LogSettings = LogSettings()
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Settings plus the resolved locations they came from and point to."""
+
+    settings: Settings
+    dirs: BaseDirs
+    config_file: Path
+    config_file_exists: bool
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dirs.data_dir
+
+    @property
+    def models_dir(self) -> Path:
+        custom = self.settings.models.dir.strip()
+        return Path(custom).expanduser() if custom else self.dirs.data_dir / "models"
+
+    @property
+    def db_path(self) -> Path:
+        return self.dirs.data_dir / "xiaozhi.db"
+
+    @property
+    def user_catalog(self) -> Path:
+        """Optional catalog additions a user keeps next to the config file."""
+        return self.dirs.config_dir / "models.toml"
+
+
+def load_config(config_path: Path | None = None, env: Mapping[str, str] | None = None) -> AppConfig:
+    """Load the effective configuration.
+
+    ``config_path`` (the ``--config`` option) beats ``XIAOZHI_CONFIG``, which beats the
+    default location. A missing file at the default location is fine (defaults apply);
+    a missing file that was asked for explicitly is an error.
+    """
+    env = os.environ if env is None else env
+    dirs = base_dirs(env)
+    explicit = config_path or (Path(env["XIAOZHI_CONFIG"]) if env.get("XIAOZHI_CONFIG") else None)
+    path = (explicit or dirs.config_file).expanduser()
+    text = ""
+    if path.exists():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the config file: {exc}", source=str(path)) from exc
+    elif explicit is not None:
+        raise ConfigError("config file not found (create one with `xiaozhi config init`)", source=str(path))
+    data = _parse_toml(text, path)
+    env_data, env_sources = _env_overrides(env)
+    merged = _deep_merge(data, env_data)
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise _to_config_error(exc, text, path, env_sources) from None
+    return AppConfig(settings=settings, dirs=dirs, config_file=path, config_file_exists=path.exists())
+
+
+def _parse_toml(text: str, path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        line = int(match.group(1)) if match else None
+        raise ConfigError(f"not valid TOML: {exc}", source=str(path), line=line) from None
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """Turn ``XIAOZHI_SECTION__KEY=value`` variables into a nested dict."""
+    data: dict[str, Any] = {}
+    sources: dict[tuple[str, ...], str] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV or "__" not in name:
+            continue
+        path = tuple(p.lower() for p in name[len(ENV_PREFIX):].split("__"))
+        if any(not p for p in path):
+            raise ConfigError("malformed variable name (use XIAOZHI_SECTION__KEY)", source=name)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError("conflicts with another variable", source=name)
+        node[path[-1]] = _env_value(raw)
+        sources[path] = name
+    return data, sources
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _to_config_error(
+    exc: ValidationError, text: str, path: Path, env_sources: dict[tuple[str, ...], str]
+) -> ConfigError:
+    problems: list[tuple[str, str, int | None, str]] = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        key = ".".join(loc)
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        if loc in env_sources:
+            problems.append((key, env_sources[loc], None, message))
+        else:
+            problems.append((key, str(path), find_key_line(text, loc), message))
+    key, source, line, message = problems[0]
+    error = ConfigError(message, key=key, source=source, line=line)
+    if len(problems) > 1:
+        rest = "\n".join(
+            f"{src}{f':{ln}' if ln else ''}: {k}: {msg}" for k, src, ln, msg in problems[1:]
+        )
+        error.args = (f"{error.args[0]}\n{rest}",)
+    return error
+
+
+_TABLE = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]\s*(#.*)?$")
+_KEY = re.compile(r"""^\s*("([^"]+)"|'([^']+)'|[A-Za-z0-9_-]+)\s*=""")
+
+
+def find_key_line(text: str, loc: tuple[str, ...]) -> int | None:
+    """Best-effort 1-based line of a dotted key in TOML text (for error messages)."""
+    if not loc:
+        return None
+    table: tuple[str, ...] = ()
+    for number, line in enumerate(text.splitlines(), start=1):
+        table_match = _TABLE.match(line)
+        if table_match:
+            table = tuple(p.strip().strip("\"'") for p in table_match.group(1).split("."))
+            if table == loc:
+                return number
+            continue
+        key_match = _KEY.match(line)
+        if key_match:
+            key = key_match.group(2) or key_match.group(3) or key_match.group(1)
+            if (*table, key) == loc[: len(table) + 1] and len(table) < len(loc):
+                return number
+    return None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def render_toml(settings: Settings, *, with_help: bool = False) -> str:
+    """The settings as TOML; with ``with_help``, each key gets its description as a comment."""
+    lines: list[str] = []
+    for section_name in Settings.model_fields:
+        section = getattr(settings, section_name)
+        if lines:
+            lines.append("")
+        lines.append(f"[{section_name}]")
+        for key, field_info in type(section).model_fields.items():
+            if with_help and field_info.description:
+                lines.append(f"# {field_info.description}")
+            lines.append(f"{key} = {_toml_value(getattr(section, key))}")
+    return "\n".join(lines) + "\n"
