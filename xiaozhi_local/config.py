@@ -44,6 +44,27 @@ class ModelsSettings(_Section):
     speaker: str = "ge2e-resemblyzer"
 
 
+class ServerSettings(_Section):
+    """The device-facing server: ports, the address devices use, limits."""
+
+    host: str = Field("0.0.0.0", description="Address to listen on (0.0.0.0 = every interface)")
+    http_port: int = Field(8003, ge=1, le=65535, description="OTA/activation/health HTTP port")
+    ws_port: int = Field(8000, ge=1, le=65535, description="Device WebSocket port")
+    advertise_host: str = Field("", description="LAN address devices use to reach this box; empty = detect")
+    mdns: bool = Field(True, description="Announce _xiaozhi._tcp on the LAN (mDNS)")
+    mdns_interfaces: list[str] = Field(default_factory=list,
+                                       description="Interface addresses for mDNS; empty = all")
+    protocol_version: int = Field(0, ge=0, le=3,
+                                  description="Binary protocol to ask devices for in OTA (1-3); 0 = theirs")
+    timezone_offset_min: int | None = Field(None, ge=-720, le=840,
+                                            description="Sent to devices; empty = this machine's offset")
+    idle_timeout_s: float = Field(120.0, gt=0, description="Close a session silent for this long")
+    hello_timeout_s: float = Field(10.0, gt=0, description="Wait this long for a device's hello")
+    max_frame_bytes: int = Field(65536, ge=1024, description="Largest WebSocket frame accepted")
+    max_body_bytes: int = Field(65536, ge=1024, description="Largest HTTP request body accepted")
+    max_sessions: int = Field(32, ge=1, description="Concurrent device sessions")
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -51,6 +72,7 @@ class LogSettings(_Section):
 class Settings(_Section):
     """Everything configurable. Sections map to TOML tables."""
 
+    server: ServerSettings = ServerSettings()
     models: ModelsSettings = ModelsSettings()
     log: LogSettings = LogSettings()
 
@@ -226,5 +248,7 @@ def render_toml(settings: Settings, *, with_help: bool = False) -> str:
         for key, field_info in type(section).model_fields.items():
             if with_help and field_info.description:
                 lines.append(f"# {field_info.description}")
-            lines.append(f"{key} = {_toml_value(getattr(section, key))}")
+            value = getattr(section, key)
+            # TOML has no null: an unset optional value is shown commented out.
+            lines.append(f"# {key} = (unset)" if value is None else f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"

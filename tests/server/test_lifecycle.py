@@ -1,0 +1,99 @@
+"""`xiaozhi serve` as a real process: startup output, OTA, sessions closed on SIGTERM, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.conftest import REPO
+
+
+def start_serve(home: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    env = {**os.environ, "XIAOZHI_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "cli.py"), "serve", "--echo", "--host", "127.0.0.1",
+         "--http-port", "0", "--ws-port", "0", *extra],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=REPO,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        match = re.search(r"OTA URL for the device's Wi-Fi portal: (\S+)", line)
+        if match:
+            return proc, match.group(1)
+    proc.kill()
+    raise AssertionError("serve did not start:\n" + "".join(lines))
+
+
+@pytest.fixture
+def served(isolated_env: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    proc, ota_url = start_serve(isolated_env, "--no-mdns")
+    yield proc, ota_url
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_sigterm_closes_sessions_and_exits_zero(served: tuple[subprocess.Popen[str], str]) -> None:
+    proc, ota_url = served
+    assert ota_url.startswith("http://127.0.0.1:")
+    reply = httpx.post(ota_url, headers={"Device-Id": "aa:bb:cc:00:00:01"}, json={}).json()
+    ws_url = reply["websocket"]["url"]
+
+    async def session_then_term() -> tuple[int | None, str | None]:
+        async with connect(ws_url, additional_headers={"Device-Id": "aa:bb:cc:00:00:01"}) as ws:
+            await ws.send(json.dumps({"type": "hello", "version": 1, "transport": "websocket"}))
+            assert json.loads(await ws.recv())["type"] == "hello"
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed):
+                async with asyncio.timeout(10):
+                    while True:
+                        await ws.recv()
+            return ws.close_code, ws.close_reason
+
+    code, reason = asyncio.run(session_then_term())
+    assert code == 1001 and reason == "server shutting down"
+    assert proc.wait(timeout=10) == 0
+
+
+def test_second_signal_exits_at_once(isolated_env: Path) -> None:
+    proc, _ = start_serve(isolated_env, "--no-mdns")
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) in (0, 1)
+
+
+def test_port_in_use_is_a_clear_error(served: tuple[subprocess.Popen[str], str], isolated_env: Path) -> None:
+    _, ota_url = served
+    port = ota_url.split(":")[2].split("/")[0]
+    env = {**os.environ, "XIAOZHI_HOME": str(isolated_env)}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "cli.py"), "serve", "--echo", "--host", "127.0.0.1", "--http-port", port,
+         "--ws-port", "0", "--no-mdns"], capture_output=True, text=True, env=env, cwd=REPO, timeout=30)
+    assert result.returncode == 1
+    assert "cannot listen for HTTP" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_without_pipeline_serve_refuses_clearly(isolated_env: Path) -> None:
+    env = {**os.environ, "XIAOZHI_HOME": str(isolated_env)}
+    result = subprocess.run([sys.executable, str(REPO / "cli.py"), "serve"], capture_output=True, text=True,
+                            env=env, cwd=REPO, timeout=30)
+    assert result.returncode == 1 and "--echo" in result.stderr
