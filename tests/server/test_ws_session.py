@@ -180,3 +180,50 @@ async def test_unknown_types_are_ignored_and_ping_answered(server: Any) -> None:
         await ws.send(json.dumps({"type": "ping"}))
         pong = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert pong["type"] == "pong" and isinstance(pong["timestamp"], int)
+
+
+async def test_idle_session_is_closed_with_a_reason() -> None:
+    ctx = ServerContext(ServerSettings(advertise_host="127.0.0.1", idle_timeout_s=0.5))
+    srv = DeviceSocketServer(ctx, EchoConversation)
+    port = await srv.start("127.0.0.1", 0)
+    try:
+        async with connect(f"ws://127.0.0.1:{port}/xiaozhi/v1/", additional_headers=headers()) as ws:
+            await ws.send(json.dumps(HELLO))
+            await ws.recv()
+            code, reason = await close_of(ws)
+        assert (code, reason) == (1000, "idle timeout")
+        async with asyncio.timeout(5):  # the server finishes its teardown just after the close
+            while ctx.sessions:
+                await asyncio.sleep(0.02)
+    finally:
+        await srv.close()
+
+
+async def test_abort_mid_reply_stops_audio_and_sends_tts_stop(server: Any) -> None:
+    _, url = server
+    async with connect(url, additional_headers=headers()) as ws:
+        await ws.send(json.dumps(HELLO))
+        hello = json.loads(await ws.recv())
+        await ws.send(json.dumps({"type": "listen", "state": "start", "mode": "manual"}))
+        encoder = OpusEncoder(sample_rate=16000, frame_ms=60, application="voip")
+        for packet in encoder.encode_all(tone(4.0)):
+            await ws.send(encode_frame(1, packet))
+        await ws.send(json.dumps({"type": "listen", "state": "stop"}))
+        frames = 0
+        async with asyncio.timeout(10):
+            while frames < 10:  # the reply is playing
+                if isinstance(await ws.recv(), bytes):
+                    frames += 1
+        await ws.send(json.dumps({"session_id": hello["session_id"], "type": "abort"}))
+        after: list[Any] = []
+        async with asyncio.timeout(10):
+            while True:
+                raw = await ws.recv()
+                after.append(raw)
+                if isinstance(raw, str) and json.loads(raw).get("state") == "stop":
+                    break
+        # Only what was already on the wire before the abort may still arrive: a few frames.
+        assert sum(isinstance(r, bytes) for r in after) <= 6
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await ws.recv()  # and nothing after tts stop
