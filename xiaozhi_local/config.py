@@ -48,8 +48,8 @@ class ServerSettings(_Section):
     """The device-facing server: ports, the address devices use, limits."""
 
     host: str = Field("0.0.0.0", description="Address to listen on (0.0.0.0 = every interface)")
-    http_port: int = Field(8003, ge=1, le=65535, description="OTA/activation/health HTTP port")
-    ws_port: int = Field(8000, ge=1, le=65535, description="Device WebSocket port")
+    http_port: int = Field(8003, ge=0, le=65535, description="OTA/activation/health HTTP port (0 = any free port)")
+    ws_port: int = Field(8000, ge=0, le=65535, description="Device WebSocket port (0 = any free port)")
     advertise_host: str = Field("", description="LAN address devices use to reach this box; empty = detect")
     mdns: bool = Field(True, description="Announce _xiaozhi._tcp on the LAN (mDNS)")
     mdns_interfaces: list[str] = Field(default_factory=list,

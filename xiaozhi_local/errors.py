@@ -96,3 +96,35 @@ class McpToolError(XiaozhiError):
     def __init__(self, message: str):
         self.message = message
         super().__init__(message)
+
+
+class SimulatorError(XiaozhiError):
+    """The simulated device could not complete a session (`xiaozhi device simulate`).
+
+    The message says what the server did (or failed to do) and, where possible, what a stock
+    device would have done about it (protocol.md §1, §2).
+    """
+
+
+class PairingRequiredError(SimulatorError):
+    """The server wants the simulated device paired first (protocol.md §1.6).
+
+    `code` is the activation code the OTA reply carried, for `xiaozhi device pair <code>`.
+    """
+
+    def __init__(self, message: str, *, code: str | None):
+        self.code = code
+        super().__init__(message)
+
+
+class ChannelClosedError(SimulatorError):
+    """The server closed the device WebSocket while the simulator still needed it (§2.8).
+
+    `close_code` and `close_reason` are what the server sent (1006 and "" when the connection
+    simply dropped).
+    """
+
+    def __init__(self, message: str, *, close_code: int | None, close_reason: str):
+        self.close_code = close_code
+        self.close_reason = close_reason
+        super().__init__(message)

@@ -1,4 +1,4 @@
-"""mDNS announce / discover, on the loopback interface only (127.0.0.1)."""
+"""mDNS: the server announces, the simulator's client finds it; loopback only (127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ import pytest
 from xiaozhi_local.config import ServerSettings
 from xiaozhi_local.errors import XiaozhiError
 from xiaozhi_local.server.context import ServerContext
-from xiaozhi_local.server.mdns import MdnsAdvertiser, discover
+from xiaozhi_local.server.mdns import MdnsAdvertiser
+from xiaozhi_local.sim.discover import discover as sim_discover
 
 LOOPBACK = ["127.0.0.1"]
+
+
+async def discover(timeout: float, interfaces: list[str]) -> list:  # type: ignore[type-arg]
+    return sorted(await sim_discover(timeout, interfaces=interfaces), key=lambda s: s.name)
 
 
 def loopback_ctx() -> ServerContext:
@@ -29,11 +34,11 @@ async def test_announce_discover_and_withdraw() -> None:
         await advertiser.stop()
     assert len(found) == 1
     server = found[0]
-    assert server.name == registered.removesuffix("._xiaozhi._tcp.local.")
+    assert server.name == registered
     assert server.ota_url == "http://127.0.0.1:18003/xiaozhi/ota/"
-    assert server.ws_url == "ws://127.0.0.1:18000/xiaozhi/v1/"
-    assert server.version == ctx.version
-    assert server.addresses == ("127.0.0.1",)
+    assert server.properties["ws"] == "ws://127.0.0.1:18000/xiaozhi/v1/"
+    assert server.properties["version"] == ctx.version
+    assert (server.host, server.port) == ("127.0.0.1", 18003)
     assert advertiser.name is None
     assert await discover(1.0, LOOPBACK) == []
     await advertiser.stop()  # idempotent

@@ -17,18 +17,17 @@ import ipaddress
 import logging
 import re
 import socket
-from dataclasses import dataclass
 from typing import Final
 
 import ifaddr
-from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
-from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+from zeroconf import InterfaceChoice, IPVersion
+from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from ..errors import XiaozhiError
 from .context import ServerContext
 from .lan import lan_addresses
 
-__all__ = ["OTA_PATH", "SERVICE_TYPE", "DiscoveredServer", "MdnsAdvertiser", "discover"]
+__all__ = ["OTA_PATH", "SERVICE_TYPE", "MdnsAdvertiser"]
 
 log = logging.getLogger(__name__)
 
@@ -152,48 +151,3 @@ class MdnsAdvertiser:
         finally:
             await zc.async_close()
         log.info("mDNS: withdrew %r", info.name)
-
-
-@dataclass(frozen=True, slots=True)
-class DiscoveredServer:
-    """One server found by :func:`discover`."""
-
-    name: str
-    ota_url: str
-    ws_url: str
-    version: str
-    addresses: tuple[str, ...]
-
-
-def _to_server(info: AsyncServiceInfo) -> DiscoveredServer:
-    txt = info.decoded_properties
-    addresses = tuple(info.parsed_addresses(IPVersion.V4Only))
-    ota = txt.get("ota") or ""
-    if not ota and addresses and info.port:
-        ota = f"http://{addresses[0]}:{info.port}{txt.get('path') or OTA_PATH}"
-    name = info.name.removesuffix("." + SERVICE_TYPE)
-    return DiscoveredServer(name, ota, txt.get("ws") or "", txt.get("version") or "", addresses)
-
-
-async def discover(timeout: float = 3.0, interfaces: list[str] | None = None) -> list[DiscoveredServer]:
-    """Browse ``_xiaozhi._tcp`` for ``timeout`` seconds and return the servers that answered."""
-    zc = AsyncZeroconf(interfaces=_interfaces(interfaces), ip_version=IPVersion.V4Only)
-    names: dict[str, None] = {}
-
-    def on_change(zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
-        if state_change is ServiceStateChange.Removed:
-            names.pop(name, None)
-        else:
-            names[name] = None
-
-    browser = AsyncServiceBrowser(zc.zeroconf, SERVICE_TYPE, handlers=[on_change])
-    try:
-        await asyncio.sleep(timeout)
-        infos = [AsyncServiceInfo(SERVICE_TYPE, name) for name in names]
-        wait_ms = max(250, min(2000, int(timeout * 1000)))
-        done = await asyncio.gather(*(info.async_request(zc.zeroconf, wait_ms) for info in infos))
-    finally:
-        await browser.async_cancel()
-        await zc.async_close()
-    found = [_to_server(info) for info, ok in zip(infos, done, strict=True) if ok]
-    return sorted(found, key=lambda s: s.name)
