@@ -227,3 +227,24 @@ async def test_abort_mid_reply_stops_audio_and_sends_tts_stop(server: Any) -> No
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.5):
                 await ws.recv()  # and nothing after tts stop
+
+
+async def test_garbage_opus_is_dropped_then_the_session_closed_alone(server: Any) -> None:
+    _, url = server
+    async with connect(url, additional_headers=headers(device="aa:bb:cc:dd:ee:03")) as good:
+        await good.send(json.dumps(HELLO))
+        await good.recv()
+        async with connect(url, additional_headers=headers()) as bad:
+            await bad.send(json.dumps(HELLO))
+            await bad.recv()
+            await bad.send(json.dumps({"type": "listen", "state": "start", "mode": "manual"}))
+            for _ in range(10):  # a few bad packets are dropped, the session lives on
+                await bad.send(b"\xfe\xff\xff\xff\xff")
+            await bad.send(json.dumps({"type": "ping"}))
+            assert json.loads(await asyncio.wait_for(bad.recv(), 5))["type"] == "pong"
+            for _ in range(60):  # a stream of nothing but garbage ends it
+                await bad.send(b"\xff")
+            code, reason = await close_of(bad)
+        assert (code, reason) == (1007, "undecodable opus audio")
+        await good.send(json.dumps({"type": "ping"}))
+        assert json.loads(await asyncio.wait_for(good.recv(), 5))["type"] == "pong"
