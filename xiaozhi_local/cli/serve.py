@@ -12,7 +12,7 @@ from ..errors import XiaozhiError
 from ..pipeline.echo import EchoConversation
 from ..protocol.ota import is_loopback_url
 from ..server.app import XiaozhiServer
-from ..server.context import ServerContext
+from ..server.context import WILDCARDS, ServerContext
 from .common import err, guarded, state
 
 PIPELINE_MISSING = (
@@ -59,8 +59,11 @@ def serve(
         err.print(f"  device WebSocket: {endpoints.websocket_url}", highlight=False)
         err.print(f"  health: http://{endpoints.host}:{server.http_port}/health", highlight=False)
         if is_loopback_url(endpoints.ota_url):
-            err.print("[yellow]  warning:[/] no LAN address was found; devices cannot reach this server. "
-                      "Set --advertise-host (or [server] advertise_host).")
+            why = ("it listens on a loopback address only" if settings.host not in WILDCARDS
+                   else "no LAN address was found")
+            err.print(f"[yellow]  warning:[/] devices on your network cannot reach this server: {why}. "
+                      "Use --host 0.0.0.0 and/or --advertise-host <LAN address> (advertise_host under "
+                      "\\[server] in the config).", highlight=False)
         err.print("  stop with Ctrl-C")
 
     try:

@@ -96,14 +96,7 @@ class Downlink:
 
     async def abort(self) -> None:
         """Drop queued audio, stop the frame in flight, send ``tts stop`` if a reply was open."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if isinstance(item, _Barrier) and not item.done.done():
-                item.done.set_result(None)
+        await self._stop_and_drop()
         self._encoder.reset()
         self.pacer.reset()
         if self.in_reply:
@@ -113,6 +106,10 @@ class Downlink:
         self.start()
 
     async def close(self) -> None:
+        await self._stop_and_drop()
+
+    async def _stop_and_drop(self) -> None:
+        """Stop the sending task and empty the queue, releasing anyone waiting on it."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
