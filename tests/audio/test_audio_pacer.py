@@ -170,5 +170,6 @@ def test_async_loop_with_monotonic_clock_is_real_time() -> None:
     assert isinstance(clock, Clock)
     times = asyncio.run(_paced_sender(clock, Pacer(frame_ms=10, prebuffer=2), 6))
     elapsed = times[-1] - times[0]
+    # Sleeps never return early, so real pacing shows as a lower bound; no upper bound is
+    # asserted (speed on a busy machine is bench work, not a test).
     assert elapsed >= 0.075  # 6 x 10 ms played + 20 ms margin, minus scheduling slack
-    assert elapsed < 1.0

@@ -92,7 +92,9 @@ async def test_abort_mid_reply(ota_url: str, speech_wav: Path) -> None:
     assert result.ok, result.error
     turn = result.turns[0]
     assert turn.t_abort is not None and turn.t_tts_stop is not None
-    assert turn.t_tts_stop - turn.t_abort < 0.5
+    assert turn.t_tts_stop > turn.t_abort  # the abort was answered with tts stop
+    # Only frames already on the wire may follow the abort (no timing asserted: that is bench work).
+    assert turn.frames_after_abort <= 6
     assert turn.audio_s < 0.15 + SPEECH_S  # the reply was cut short
 
 

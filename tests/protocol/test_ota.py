@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.firmware import FIRMWARE_BODY, FIRMWARE_HEADERS, MAC, UUID
 from xiaozhi_local.errors import ActivationBodyError
 from xiaozhi_local.protocol.ota import (
     ActivateRequest,
@@ -20,32 +21,6 @@ from xiaozhi_local.protocol.ota import (
     parse_ota_request,
     verify_activation_hmac,
 )
-
-MAC = "a0:85:e3:f4:49:34"
-UUID = "3f6c1a2e-8d4b-4c1e-9f00-1234567890ab"
-FIRMWARE_HEADERS = {
-    "Activation-Version": "1",
-    "Device-Id": MAC,
-    "Client-Id": UUID,
-    "User-Agent": "bread-compact-wifi/2.0.3",
-    "Accept-Language": "zh-CN",
-    "Content-Type": "application/json",
-}
-FIRMWARE_BODY: dict[str, Any] = {
-    "version": 2,
-    "language": "zh-CN",
-    "flash_size": 16777216,
-    "minimum_free_heap_size": "8318916",
-    "mac_address": MAC,
-    "uuid": UUID,
-    "chip_model_name": "esp32s3",
-    "chip_info": {"model": 9, "cores": 2, "revision": 2, "features": 18},
-    "application": {"name": "xiaozhi", "version": "2.0.3", "idf_version": "v5.4"},
-    "partition_table": [{"label": "nvs", "type": 1, "subtype": 2, "address": 36864}],
-    "ota": {"label": "ota_0"},
-    "display": {"monochrome": False, "width": 240, "height": 240},
-    "board": {"type": "bread-compact-wifi", "name": "bread-compact-wifi", "ssid": "lab"},
-}
 
 
 def _reply(**overrides: Any) -> dict[str, Any]:
