@@ -65,6 +65,46 @@ class ServerSettings(_Section):
     max_sessions: int = Field(32, ge=1, description="Concurrent device sessions")
 
 
+class PipelineSettings(_Section):
+    """The voice pipeline: how turns end, how the assistant talks, which LLM engine answers."""
+
+    language: str = Field("auto", description="Speech recognition language (en, zh, …); auto = detect")
+    system_prompt: str = Field(
+        "You are Xiaozhi, a friendly voice assistant running on a small computer in the user's home. "
+        "Answer in one to three short spoken sentences, in the language the user speaks. "
+        "No lists, no markdown, no emoji.",
+        description="The assistant's instructions (the start of every prompt)")
+    llm_engine: Literal["local", "openai"] = Field(
+        "local", description="local = llama.cpp on [models] llm; openai = an OpenAI-compatible endpoint")
+    llm_threads: int = Field(0, ge=0, description="CPU threads for the local LLM; 0 = all cores")
+    llm_context: int = Field(2048, ge=256, description="Context window of the local LLM (tokens)")
+    max_reply_tokens: int = Field(160, ge=8, description="Longest reply, in tokens")
+    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature; 0 = deterministic")
+    seed: int = Field(-1, description="Sampling seed; -1 = random")
+    history_tokens: int = Field(1024, ge=0, description="Dialogue kept in the prompt, in tokens (oldest out)")
+    openai_url: str = Field("http://127.0.0.1:8080/v1",
+                            description="Base URL of the OpenAI-compatible endpoint (llm_engine = openai)")
+    openai_model: str = Field("", description="Model name sent to the endpoint; empty = the server's default")
+    openai_api_key_env: str = Field("", description="Environment variable holding the endpoint's API key")
+    asr_threads: int = Field(0, ge=0, description="CPU threads for speech recognition; 0 = all cores")
+    vad_threshold: float = Field(0.5, gt=0, lt=1, description="Speech probability that counts as speech")
+    end_silence_ms: int = Field(500, ge=100, description="Silence that ends an utterance (auto/realtime)")
+    min_speech_ms: int = Field(250, ge=0, description="Shorter utterances are ignored (coughs, clicks)")
+    max_utterance_s: float = Field(30.0, gt=1, description="Utterances are cut at this length")
+    barge_in_ms: int = Field(400, ge=0, description="Realtime mode: speech this long interrupts a reply")
+    wake_words: list[str] = Field(default_factory=lambda: ["你好小智", "小智", "hi esp", "hey xiaozhi",
+                                                           "hi xiaozhi", "xiaozhi"],
+                                  description="listen detect texts that are wake words (case-insensitive)")
+    greeting: str = Field("Hi! How can I help?", description="Spoken after a wake word")
+    goodbye_words: list[str] = Field(default_factory=lambda: ["bye", "goodbye", "bye bye", "see you",
+                                                              "再见", "拜拜"],
+                                     description="Utterances that end the session")
+    farewell: str = Field("Goodbye!", description="Spoken before the session ends")
+    apology: str = Field("Sorry, something went wrong. Please try again.",
+                         description="Spoken when the language model or the voice fails")
+    turn_log_size: int = Field(200, ge=0, description="Recent turn timings kept for /turns and the bench")
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -74,6 +114,7 @@ class Settings(_Section):
 
     server: ServerSettings = ServerSettings()
     models: ModelsSettings = ModelsSettings()
+    pipeline: PipelineSettings = PipelineSettings()
     log: LogSettings = LogSettings()
 
 

@@ -128,3 +128,23 @@ class ChannelClosedError(SimulatorError):
         self.close_code = close_code
         self.close_reason = close_reason
         super().__init__(message)
+
+
+class EngineError(XiaozhiError):
+    """A model engine failed to load or to run (VAD, ASR, LLM, TTS, speaker)."""
+
+
+class ModelMissingError(EngineError):
+    """A model the configuration asks for is not installed (or fails its checksum)."""
+
+    def __init__(self, model_id: str, detail: str):
+        super().__init__(f"model {model_id!r} {detail}; install it with `xiaozhi models pull {model_id}`")
+        self.model_id = model_id
+
+
+class LlmError(EngineError):
+    """The language model failed to produce a reply."""
+
+
+class TtsError(EngineError):
+    """The voice failed to synthesize."""

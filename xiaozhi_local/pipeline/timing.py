@@ -1,0 +1,101 @@
+"""Per-turn timestamps: where the time of a turn went.
+
+A :class:`TurnTimings` is filled in as a turn runs (times from the injected clock, in
+seconds) and logged as one line when the turn ends. The server keeps the most recent ones
+in a :class:`TurnLog` for ``GET /turns`` and ``xiaozhi bench``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STAGES = ("endpoint", "asr", "llm_first_token", "first_clause", "tts_first_chunk", "first_frame")
+"""The consecutive stages from the end of speech to the first reply frame."""
+
+
+@dataclass
+class TurnTimings:
+    session_id: str
+    device_id: str
+    turn: int
+    mode: str = ""
+    source: str = "voice"
+    """voice | text (listen detect) | wake (wake-word greeting)."""
+    speech_end: float | None = None
+    """End of the user's speech (last voiced audio; listen stop in manual mode)."""
+    vad_endpoint: float | None = None
+    """When the endpointer decided the utterance was over."""
+    asr_done: float | None = None
+    llm_first_token: float | None = None
+    first_clause: float | None = None
+    tts_first_chunk: float | None = None
+    first_frame: float | None = None
+    last_frame: float | None = None
+    speech_s: float = 0.0
+    asr_compute_s: float = 0.0
+    llm_compute_s: float = 0.0
+    tts_compute_s: float = 0.0
+    llm_tokens: int = 0
+    llm_prompt_tokens: int = 0
+    transcript: str = ""
+    reply: str = ""
+    outcome: str = "ok"
+    """ok | aborted | barge_in | empty | error | goodbye."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def stage_ms(self) -> dict[str, float | None]:
+        """Milliseconds of each stage in :data:`STAGES` (None where a mark is missing)."""
+        marks = [self.speech_end, self.vad_endpoint, self.asr_done, self.llm_first_token,
+                 self.first_clause, self.tts_first_chunk, self.first_frame]
+        out: dict[str, float | None] = {}
+        for name, (a, b) in zip(STAGES, itertools.pairwise(marks), strict=True):
+            out[name] = None if a is None or b is None else round(1000 * (b - a), 1)
+        return out
+
+    @property
+    def e2e_ms(self) -> float | None:
+        """End of user speech → first reply frame sent."""
+        if self.speech_end is None or self.first_frame is None:
+            return None
+        return round(1000 * (self.first_frame - self.speech_end), 1)
+
+    @property
+    def llm_tokens_per_s(self) -> float | None:
+        return self.llm_tokens / self.llm_compute_s if self.llm_compute_s > 0 and self.llm_tokens else None
+
+    def to_dict(self, *, with_text: bool = True) -> dict[str, Any]:
+        data = asdict(self)
+        if not with_text:
+            data.pop("transcript")
+            data.pop("reply")
+        data["stages_ms"] = self.stage_ms()
+        data["e2e_ms"] = self.e2e_ms
+        data["llm_tokens_per_s"] = self.llm_tokens_per_s
+        return data
+
+    def log_line(self) -> str:
+        stages = " ".join(f"{k}={'-' if v is None else f'{v:.0f}'}" for k, v in self.stage_ms().items())
+        e2e = "-" if self.e2e_ms is None else f"{self.e2e_ms:.0f}"
+        tps = self.llm_tokens_per_s
+        return (f"turn {self.turn} [{self.source}/{self.outcome}] e2e={e2e}ms {stages} "
+                f"llm_tokens={self.llm_tokens} ({'-' if tps is None else f'{tps:.1f}'} tok/s) "
+                f"speech={self.speech_s:.1f}s")
+
+
+class TurnLog:
+    """The most recent turns of every session (a bounded ring)."""
+
+    def __init__(self, size: int = 200):
+        self._turns: deque[TurnTimings] = deque(maxlen=max(1, size))
+        self.total = 0
+
+    def add(self, timings: TurnTimings) -> None:
+        self._turns.append(timings)
+        self.total += 1
+
+    def recent(self, limit: int | None = None) -> list[TurnTimings]:
+        turns = list(self._turns)
+        return turns if limit is None else turns[-limit:]
