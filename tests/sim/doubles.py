@@ -20,7 +20,7 @@ import numpy as np
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 
-from xiaozhi_local.audio.opus import OpusEncoder
+from xiaozhi_local.audio.opus import OpusDecoder, OpusEncoder
 from xiaozhi_local.protocol.audio_params import AudioParams
 from xiaozhi_local.protocol.framing import FrameCodec, negotiate_version
 from xiaozhi_local.protocol.mcp import McpClient, McpResult, ToolsListPager
@@ -36,6 +36,11 @@ from xiaozhi_local.protocol.messages import (
 )
 
 TONE_HZ = 440.0
+
+
+def is_speech(pcm: np.ndarray) -> bool:
+    """A crude server VAD for the doubles: the simulator's silence is near zero, its speech is not."""
+    return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) > 500
 
 
 def tone_packets(seconds: float, rate: int = 24000, hz: float = TONE_HZ, frame_ms: int = 60) -> list[bytes]:
@@ -66,6 +71,11 @@ class Script:
     tool_call: tuple[str, dict[str, Any]] | None = ("self.audio_speaker.set_volume", {"volume": 50})
     close_after_reply: bool = False
     ping: bool = False  # send a WebSocket ping after the hello; the device must answer it (§2.1)
+    stop_on_speech: bool = False  # realtime barge-in: speech during a reply stops it (tts stop), §2.7
+    barge_in_frames: int = 3  # speech frames heard during a reply before it is stopped
+    barge_in_stt: str = "and what is two plus two"
+    barge_in_sentences: tuple[str, ...] = ("Two plus two is four.",)
+    barge_in_tone_s: float = 0.3
 
 
 @dataclass
@@ -89,6 +99,10 @@ class Seen:
     frame_times: list[float] = field(default_factory=list)
     pong: bool = False
     frames_sent_after_abort: int = 0
+    speech_during_reply: int = 0
+    barge_in_at: list[float] = field(default_factory=list)
+    barge_ins_answered: int = 0
+    replies_sent: list[str] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -142,12 +156,22 @@ class ScriptedServer:
         if s.mcp:
             tasks.add(asyncio.create_task(self._mcp(ws, seen, client, pending)))
         reply: asyncio.Task[None] | None = None
+        decoder = OpusDecoder(16000)
         async for data in ws:
             if isinstance(data, bytes):
-                seen.frames.append(codec.decode(data).payload)
+                payload = codec.decode(data).payload
+                seen.frames.append(payload)
                 seen.frame_times.append(asyncio.get_running_loop().time())
                 seen.frames_since_listen += 1
                 idle = reply is None or reply.done()
+                loud = s.stop_on_speech and is_speech(decoder.decode(payload))
+                if loud and reply is not None and not idle:
+                    seen.speech_during_reply += 1
+                    if seen.speech_during_reply == s.barge_in_frames:  # the user talks over the reply
+                        reply.cancel()
+                        seen.barge_in_at.append(asyncio.get_running_loop().time())
+                        seen.speech_during_reply = seen.frames_since_listen = 0
+                        await ws.send(to_json(build_tts_stop("sess-1")))
                 if s.trigger == "frames" and seen.frames_since_listen == s.trigger_frames and idle:
                     reply = asyncio.create_task(self._reply(ws, seen, codec))
                 continue
@@ -180,19 +204,24 @@ class ScriptedServer:
 
     async def _reply(self, ws: ServerConnection, seen: Seen, codec: FrameCodec) -> None:
         s = self.script
-        packets = tone_packets(s.tone_s, frame_ms=s.frame_ms)
+        answer_barge_in = len(seen.barge_in_at) > seen.barge_ins_answered
+        seen.barge_ins_answered += answer_barge_in
+        stt = s.barge_in_stt if answer_barge_in else s.stt
+        sentences = s.barge_in_sentences if answer_barge_in else s.sentences
+        packets = tone_packets(s.barge_in_tone_s if answer_barge_in else s.tone_s, frame_ms=s.frame_ms)
         frame_s = s.frame_ms / 1000
+        seen.replies_sent.append(stt)
         for p in packets[: s.audio_before_tts_start]:
             await ws.send(codec.encode(p))
-        await ws.send(to_json(build_stt(s.stt, "sess-1")))
+        await ws.send(to_json(build_stt(stt, "sess-1")))
         await ws.send(to_json(build_tts_start("sess-1")))
         await ws.send(to_json(build_llm("happy", "🙂", "sess-1")))
         loop = asyncio.get_running_loop()
         start = loop.time()
-        per_sentence = max(1, len(packets) // len(s.sentences))
+        per_sentence = max(1, len(packets) // len(sentences))
         for k, packet in enumerate(packets):
-            if k % per_sentence == 0 and k // per_sentence < len(s.sentences):
-                await ws.send(to_json(build_tts_sentence_start(s.sentences[k // per_sentence], "sess-1")))
+            if k % per_sentence == 0 and k // per_sentence < len(sentences):
+                await ws.send(to_json(build_tts_sentence_start(sentences[k // per_sentence], "sess-1")))
             await ws.send(codec.encode(packet, timestamp_ms=k * s.frame_ms))
             if seen.abort_at is not None:
                 seen.frames_sent_after_abort += 1

@@ -112,3 +112,30 @@ def test_simulate_many_devices_json() -> None:
     assert data["summary"]["devices"] == 3 and data["summary"]["ok"] == 3
     assert data["summary"]["latency_ms"]["first_audio_ms"] is not None
     assert len({d["device_id"] for d in data["devices"]}) == 3 == len(server.sessions)
+
+
+def test_simulate_barge_in_json(tmp_path: Path) -> None:
+    wav = tmp_path / "q.wav"
+    write_wav(wav, (np.sin(np.arange(8000) / 3) * 5000).astype(np.int16), 16000)
+    script = Script(trigger="frames", trigger_frames=12, tone_s=3.0, stop_on_speech=True)
+    with serving(script) as (url, server):
+        result = runner.invoke(app, ["simulate", "--server", url, "--wav", str(wav), "--mode", "realtime",
+                                     "--barge-in-after", "0.3", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    first, second = json.loads(result.stdout)["turns"]
+    assert first["interrupted_by_barge_in"] and first["stopped_after_barge_in"] is True
+    assert first["latency"]["barge_in_to_tts_stop_ms"] is not None
+    assert second["barge_in"] and second["transcript"] == "and what is two plus two"
+    assert second["reply"] == "Two plus two is four." and second["completed"]
+    assert len(server.sessions[0].barge_in_at) == 1
+
+
+def test_simulate_barge_in_usage_errors(tmp_path: Path) -> None:
+    wav = tmp_path / "q.wav"
+    write_wav(wav, np.zeros(1600, dtype=np.int16), 16000)
+    result = runner.invoke(app, ["simulate", "--server", "http://127.0.0.1:9/xiaozhi/ota/", "--wav", str(wav),
+                                 "--barge-in-after", "1"], terminal_width=200)  # fmt: skip
+    assert result.exit_code == 1 and "needs --mode realtime" in result.output
+    result = runner.invoke(app, ["simulate", "--server", "http://127.0.0.1:9/xiaozhi/ota/", "--text", "hi",
+                                 "--mode", "realtime", "--barge-in-after", "1"], terminal_width=200)  # fmt: skip
+    assert result.exit_code == 1 and "needs --wav" in result.output

@@ -186,3 +186,57 @@ def test_server_message_problems(message: dict[str, object], fragment: str) -> N
 )
 def test_valid_server_messages_have_no_problems(message: dict[str, object]) -> None:
     assert server_message_problems(message) == []
+
+
+@pytest.mark.parametrize("mode", [ListenMode.AUTO, ListenMode.MANUAL])
+def test_barge_in_only_in_realtime_mode_while_speaking(mode: ListenMode) -> None:
+    assert speaking_device(mode).barge_in(1.0) is None  # the mic is closed while speaking: use abort
+    dev = DeviceModel()
+    dev.begin_turn(0.0)
+    dev.start_listening(ListenMode.REALTIME, 0.0)
+    assert dev.barge_in(0.5) is None  # listening, nothing to interrupt
+    assert len(dev.turns) == 1 and dev.turn.t_barge_in is None
+
+
+def test_barge_in_routes_messages_to_the_interrupted_reply_until_its_tts_stop() -> None:
+    dev = speaking_device(ListenMode.REALTIME)
+    first = dev.turn
+    assert dev.on_audio(0.1, F) is AudioVerdict.QUEUED
+    second = dev.barge_in(0.5)
+    assert second is not None and second.barge_in and second.index == 1 and dev.turn is second
+    assert first.t_barge_in == 0.5 and not first.barge_in_stopped and first.barge_in_stop_s is None
+    assert dev.barge_in(0.6) is None  # already talking over this reply
+    # the old reply goes on until the server stops it; the user's new utterance is the current turn
+    assert dev.reply_turn is first and dev.phase is Phase.SPEAKING and dev.mic_on
+    dev.on_sentence("still the old reply")
+    assert dev.on_audio(0.6, F) is AudioVerdict.QUEUED
+    assert dev.on_tts_stop(0.8) is True
+    assert first.completed and first.barge_in_stopped and first.barge_in_stop_s == pytest.approx(0.3)
+    assert (first.frames_after_barge_in, first.frames_queued, first.sentences) == (1, 2, ["still the old reply"])
+    assert (dev.phase, dev.mic_on, dev.reply_turn) == (Phase.LISTENING, True, second)  # realtime: mic stays on
+    assert not second.completed  # the turn now waits for the answer to the barge-in
+    assert dev.on_audio(0.85, F) is AudioVerdict.LATE  # a straggler of the stopped reply
+    assert first.dropped_late == 1 and second.frames_received == 0
+    # the answer to the barge-in utterance
+    dev.on_stt("and two plus two", 1.5)
+    dev.on_tts_start(1.6)
+    assert dev.on_audio(1.7, F) is AudioVerdict.QUEUED
+    dev.on_sentence("Four.")
+    assert dev.on_tts_stop(2.0) is True
+    assert second.completed and second.stt_texts == ["and two plus two"] and second.sentences == ["Four."]
+    assert (second.t_tts_start, second.t_first_audio, second.frames_queued) == (1.6, 1.7, 1)
+    assert second.frames_after_barge_in == 0 and second.t_barge_in is None
+
+
+def test_barge_in_answered_without_a_tts_stop() -> None:
+    dev = speaking_device(ListenMode.REALTIME)
+    first = dev.turn
+    second = dev.barge_in(0.5)
+    assert second is not None
+    dev.on_stt("new question", 1.0)  # the server answers the new utterance but never stopped the old reply
+    assert dev.reply_turn is second and second.stt_texts == ["new question"] and first.stt_texts == []
+    assert any("without stopping its reply" in note for note in dev.notes)
+    dev.on_tts_start(1.1)  # still speaking: stock firmware keeps the queue
+    assert dev.on_audio(1.2, F) is AudioVerdict.QUEUED and second.frames_queued == 1
+    dev.on_tts_stop(2.0)
+    assert second.completed and not first.completed and not first.barge_in_stopped

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.sim.doubles import TONE_HZ, OtaDouble, Script, ScriptedServer
+from tests.sim.doubles import TONE_HZ, OtaDouble, Script, ScriptedServer, tone_packets
 from xiaozhi_local.audio.opus import OpusDecoder
 from xiaozhi_local.audio.wav import read_wav, write_wav
-from xiaozhi_local.errors import AudioError
+from xiaozhi_local.errors import AudioError, SimulatorError
 from xiaozhi_local.protocol.mcp_device import TOOLS_PAGE_BYTES
 from xiaozhi_local.protocol.messages import build_hello
 from xiaozhi_local.protocol.types import ListenMode
@@ -272,3 +272,70 @@ async def test_bad_wav_fails_before_any_traffic(tmp_path: Path) -> None:
 def test_result_dict_is_json(speech: Path) -> None:
     result = SessionResult(device_id="02:00:00:00:00:01", client_id="c", t0=0.0)
     json.dumps(session_to_dict(result))
+
+
+async def test_realtime_barge_in_stops_the_reply_and_waits_for_the_new_answer(speech: Path) -> None:
+    script = Script(trigger="frames", trigger_frames=12, tone_s=3.0, stop_on_speech=True)
+    server = ScriptedServer(script)
+    async with server.running():
+        options = SessionOptions(wav=speech, mode=ListenMode.REALTIME, barge_in_after_s=0.3)
+        result = await run_session(server.url, options=options)
+    assert result.ok, result.error
+    seen = server.sessions[0]
+    # stock firmware sends nothing for a barge-in: no abort, no new listen; the speech just streams
+    assert listens(server) == [("start", "realtime")] and texts(server, "abort") == []
+    assert len(seen.barge_in_at) == 1 and seen.replies_sent == ["what is one plus one", "and what is two plus two"]
+    first, second = result.turns
+    assert first.t_barge_in is not None and first.barge_in_stopped and first.completed
+    assert first.t_speech_end is not None and first.t_speech_end < first.t_barge_in
+    assert first.frames_queued < len(tone_packets(3.0))  # the 3 s reply was cut short
+    assert first.sentences == ["One plus one is two."] and first.stt_texts == ["what is one plus one"]
+    assert second.barge_in and second.completed and second.speech_frames == 9
+    assert second.t_begin == first.t_barge_in and second.t_listen_start is None
+    assert second.stt_texts == ["and what is two plus two"] and second.sentences == ["Two plus two is four."]
+    assert second.frames_queued == len(tone_packets(0.3)) and second.gating_drops == 0
+    turns = session_to_dict(result)["turns"]
+    assert [t["barge_in"] for t in turns] == [False, True]
+    assert turns[0]["interrupted_by_barge_in"] and turns[0]["stopped_after_barge_in"] is True
+    assert turns[0]["latency"]["barge_in_to_tts_stop_ms"] > 0
+    assert turns[0]["times_ms"]["barge_in"] == turns[1]["times_ms"]["begin"]
+    assert turns[1]["interrupted_by_barge_in"] is False and turns[1]["stopped_after_barge_in"] is None
+    assert turns[1]["transcript"] == "and what is two plus two"
+    assert 0 <= turns[1]["latency"]["stt_ms"] <= turns[1]["latency"]["first_audio_ms"]
+    json.dumps(session_to_dict(result))
+
+
+async def test_barge_in_against_a_server_that_ignores_it(speech: Path) -> None:
+    server = ScriptedServer(Script(trigger="frames", trigger_frames=12, tone_s=1.0))  # no stop_on_speech
+    async with server.running():
+        options = SessionOptions(wav=speech, mode=ListenMode.REALTIME, barge_in_after_s=0.1, reply_timeout_s=1.5)
+        result = await run_session(server.url, options=options)
+    assert result.error is not None and "no reply to the barge-in" in result.error
+    first, second = result.turns
+    assert first.frames_queued == len(tone_packets(1.0))  # the whole reply played over the user
+    assert first.frames_after_barge_in > 0
+    assert second.barge_in and not second.completed and second.stt_texts == []
+
+
+async def test_barge_in_after_the_reply_ended_is_noted(speech: Path) -> None:
+    server = ScriptedServer(Script(trigger="frames", trigger_frames=12, tone_s=0.3, stop_on_speech=True))
+    async with server.running():
+        options = SessionOptions(wav=speech, mode=ListenMode.REALTIME, barge_in_after_s=5.0)
+        result = await run_session(server.url, options=options)
+    assert result.ok, result.error
+    assert len(result.turns) == 1 and result.turns[0].t_barge_in is None
+    assert any("ended before the barge-in" in note for note in result.notes)
+
+
+async def test_barge_in_needs_realtime_mode_and_speech(speech: Path) -> None:
+    with pytest.raises(SimulatorError, match="--mode realtime"):
+        SessionOptions(wav=speech, barge_in_after_s=1.0)
+    with pytest.raises(SimulatorError, match="--mode realtime"):
+        SessionOptions(wav=speech, mode=ListenMode.MANUAL, barge_in_after_s=1.0)
+    with pytest.raises(SimulatorError, match="negative"):
+        SessionOptions(wav=speech, mode=ListenMode.REALTIME, barge_in_after_s=-1.0)
+    text_only = SessionOptions(text="hi", mode=ListenMode.REALTIME, barge_in_after_s=1.0)
+    with pytest.raises(SimulatorError, match="--wav"):  # before any traffic: nothing listens on port 9
+        await run_session("ws://127.0.0.1:9/xiaozhi/v1/", options=text_only)
+    with pytest.raises(SimulatorError, match="--wav"):
+        await run_devices("ws://127.0.0.1:9/xiaozhi/v1/", 2, text_only)

@@ -5,9 +5,12 @@ describes its uplink (stock firmware: Opus 16 kHz mono 60 ms; py-xiaozhi: 20 ms 
 server's configures the device's **downlink decoder**, so it must describe what the server
 really encodes (§2.2 "xinnan quirk (do not copy)"): Opus 24 kHz mono 60 ms by default.
 
-Parsing (:meth:`AudioParams.from_dict`) is tolerant: missing keys take the stock-firmware
-defaults. Value checks live in :func:`audio_params_problem` / :func:`validate_audio_params`
-so that a hello without (or with odd) params can still be accepted when the caller wants.
+Parsing is tolerant: missing keys take defaults, and the defaults depend on the direction.
+:meth:`AudioParams.from_dict` parses a **device** hello (missing keys → the stock uplink, 16 kHz);
+:meth:`AudioParams.from_server_hello` parses a **server** hello (missing keys → the firmware's
+downlink defaults, 24 kHz / 60 ms, §2.2). Value checks live in :func:`audio_params_problem` /
+:func:`validate_audio_params` so that a hello without (or with odd) params can still be
+accepted when the caller wants.
 """
 
 from __future__ import annotations
@@ -74,24 +77,32 @@ class AudioParams:
         }
 
     @classmethod
-    def from_dict(cls, obj: object) -> AudioParams:
-        """Parse a received ``audio_params`` object, filling missing keys with defaults.
+    def from_dict(cls, obj: object, *, defaults: AudioParams | None = None) -> AudioParams:
+        """Parse a received ``audio_params`` object, filling missing keys from ``defaults``.
 
-        A non-object or a wrongly typed member → ProtocolError 1008. Values are *not*
-        range-checked here; see :func:`validate_audio_params`.
+        ``defaults`` is the stock **uplink** (:data:`UPLINK_DEFAULT`, 16 kHz) unless given: right
+        for a device hello, wrong for a server hello (use :meth:`from_server_hello`). A non-object
+        or a wrongly typed member → ProtocolError 1008. Values are *not* range-checked here; see
+        :func:`validate_audio_params`.
         """
         if not isinstance(obj, Mapping):
             raise ProtocolError("audio_params must be an object", close_code=CLOSE_POLICY)
-        fmt = obj.get("format", "opus")
+        base = defaults if defaults is not None else cls()  # slots=True: no class-level defaults
+        fmt = obj.get("format", base.format)
         if not isinstance(fmt, str):
             raise ProtocolError("audio_params.format must be a string", close_code=CLOSE_POLICY)
-        base = cls()  # slots=True: class attributes are descriptors, not the defaults
         return cls(
             format=fmt,
             sample_rate=_as_int(obj, "sample_rate", base.sample_rate),
             channels=_as_int(obj, "channels", base.channels),
             frame_duration=_as_int(obj, "frame_duration", base.frame_duration),
         )
+
+    @classmethod
+    def from_server_hello(cls, obj: object) -> AudioParams:
+        """Parse a **server** hello's ``audio_params``: missing keys take the downlink defaults
+        the firmware uses (:data:`DOWNLINK_DEFAULT`: Opus 24 kHz mono 60 ms, §2.2)."""
+        return cls.from_dict(obj, defaults=DOWNLINK_DEFAULT)
 
 
 UPLINK_DEFAULT: Final = AudioParams()

@@ -12,6 +12,12 @@ each turn as in §2.7:
 4. wait for ``tts stop`` (``abort`` first, ``abort_after_s`` after the first reply packet,
    when asked); then let playback drain and, in auto mode, send the new ``listen start``
    exactly as the firmware does after every reply.
+
+With ``barge_in_after_s`` (realtime mode), ``barge_in_after_s`` after the first reply packet
+the user says the speech again over the reply. Stock firmware sends nothing for that (no
+``abort``): the mic simply streams it. The server should notice, stop the reply (``tts stop``)
+and answer the new utterance; the turn waits for that answer (see
+:meth:`DeviceModel.barge_in`).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from xiaozhi_local.protocol.client_messages import Abort, Listen
 from xiaozhi_local.protocol.framing import AudioFrame
 from xiaozhi_local.protocol.types import ListenMode, ListenState
 from xiaozhi_local.sim.channel import DeviceChannel
-from xiaozhi_local.sim.device_state import AudioVerdict, DeviceModel, Phase, server_message_problems
+from xiaozhi_local.sim.device_state import AudioVerdict, DeviceModel, Phase, TurnMetrics, server_message_problems
 from xiaozhi_local.sim.microphone import Frame, Microphone
 
 __all__ = ["Conversation"]
@@ -54,6 +60,7 @@ class Conversation:
         reply_timeout_s: float,
         abort_after_s: float | None = None,
         abort_reason: str | None = None,
+        barge_in_after_s: float | None = None,
         log: Log | None = None,
     ) -> None:
         self.device = device
@@ -64,6 +71,7 @@ class Conversation:
         self.reply_timeout_s = reply_timeout_s
         self.abort_after_s = abort_after_s
         self.abort_reason = abort_reason
+        self.barge_in_after_s = barge_in_after_s
         self._log = log or (lambda _msg: None)
         self.channel: DeviceChannel | None = None
         self.decoder: OpusDecoder | None = None
@@ -72,6 +80,7 @@ class Conversation:
         self.notes: list[str] = []
         self.stopped_by_server: str | None = None
         self._turn_done = asyncio.Event()
+        self._barge_in = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.mic: Microphone | None = None
 
@@ -90,7 +99,7 @@ class Conversation:
                 self.decoder.reset()
             self._log("← tts start")
         elif kind == "tts" and state == "stop":
-            if dev.on_tts_stop(t):
+            if dev.on_tts_stop(t) and dev.turn.completed:  # not when it only stopped a reply barged into
                 self._turn_done.set()
             self._log("← tts stop")
         elif kind == "tts" and state == "sentence_start" and isinstance(text, str):
@@ -115,8 +124,11 @@ class Conversation:
             duration = self.frame_s
         if self.device.on_audio(t, duration) is not AudioVerdict.QUEUED:
             return
-        if self.device.turn.frames_queued == 1 and self.abort_after_s is not None:
+        turn = self.device.reply_turn
+        if turn.frames_queued == 1 and self.abort_after_s is not None:
             self._spawn(self._abort_later(self.abort_after_s))
+        if turn.frames_queued == 1 and self.barge_in_after_s is not None and not turn.barge_in:
+            self._spawn(self._barge_in_later(self.barge_in_after_s, turn))
         if self.decoder is None:
             self.decoder = OpusDecoder(24000)
         try:
@@ -166,6 +178,7 @@ class Conversation:
         turn = dev.begin_turn(self.clock.now())
         turn.mode = str(self.mode)
         self._turn_done.clear()
+        self._barge_in.clear()
         if self.text is not None and (index == 0 or not self.speech):
             await self._send(Listen(ListenState.DETECT, text=self.text, session_id=sid))
             if not self.speech:
@@ -181,7 +194,7 @@ class Conversation:
             turn.t_speech_end = self.clock.now()
         if self.mode is ListenMode.MANUAL and dev.stop_listening(self.clock.now()):
             await self._send(Listen(ListenState.STOP, session_id=sid))
-        if not await self._wait(self._turn_done, self.reply_timeout_s, f"turn {index + 1}, waiting for the reply"):
+        if not await self._wait_reply(index):
             raise SimulatorError(self._timeout_message(index))
         if self.stopped_by_server is not None:
             return
@@ -192,6 +205,34 @@ class Conversation:
                 await self._send(Listen(ListenState.START, mode=self.mode, session_id=self._session_id()))
             mic.wake()
 
+    async def _wait_reply(self, index: int) -> bool:
+        """Wait for the end of the turn's reply, or of the reply to its barge-in; False on timeout."""
+        what = f"turn {index + 1}, waiting for the reply"
+        if not await self._wait_any((self._turn_done, self._barge_in), self.reply_timeout_s, what):
+            return False
+        if self._turn_done.is_set():
+            if self.barge_in_after_s is not None and not self._barge_in.is_set():
+                self._note(f"turn {index + 1}: the reply ended before the barge-in ({self.barge_in_after_s:g} s "
+                           "after its first packet); nothing was interrupted")  # fmt: skip
+            return True
+        assert self.mic is not None
+        await self._wait(self.mic.speech_done, None, f"turn {index + 1}, while barging in")
+        if self.mic.error is not None:
+            raise self.mic.error
+        return await self._wait(self._turn_done, self.reply_timeout_s, f"{what} to the barge-in")
+
+    async def _barge_in_later(self, delay_s: float, turn: TurnMetrics) -> None:
+        """Speak over ``turn``'s reply ``delay_s`` after its first packet (realtime mode)."""
+        await self.clock.sleep(delay_s)
+        if self.device.turn is not turn:
+            return
+        if self.device.barge_in(self.clock.now()) is None:  # the reply is over: noted by _wait_reply
+            return
+        assert self.mic is not None
+        self._log("→ (barge-in: speaking over the reply)")
+        self.mic.say(self.speech)
+        self._barge_in.set()
+
     async def _abort_later(self, delay_s: float) -> None:
         await self.clock.sleep(delay_s)
         if self.device.abort(self.clock.now()):
@@ -200,16 +241,21 @@ class Conversation:
 
     async def _wait(self, event: asyncio.Event, timeout: float | None, what: str) -> bool:
         """Wait for ``event``; False on timeout; ChannelClosedError if the server closes first."""
+        return await self._wait_any((event,), timeout, what)
+
+    async def _wait_any(self, events: tuple[asyncio.Event, ...], timeout: float | None, what: str) -> bool:
+        """Wait for any of ``events``; False on timeout; ChannelClosedError if the server closes first."""
         assert self.channel is not None
-        if event.is_set():
+        if any(event.is_set() for event in events):
             return True
-        waiters = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(self.channel.closed.wait())}
+        waiters = {asyncio.ensure_future(event.wait()) for event in events}
+        waiters.add(asyncio.ensure_future(self.channel.closed.wait()))
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
-        if event.is_set():
+        if any(event.is_set() for event in events):
             return True
         if self.channel.closed.is_set():
             raise self.channel.closed_error(f"during {what}")
@@ -220,6 +266,11 @@ class Conversation:
         seen = [name for name, t in (("stt", turn.t_stt), ("tts start", turn.t_tts_start)) if t is not None]
         got = f"got {', '.join(seen)} and {turn.frames_received} audio frames" if seen else "got nothing"
         what = "tts stop after the abort" if turn.t_abort is not None else "a complete reply (tts stop)"
+        if turn.barge_in:
+            what = "reply to the barge-in (tts stop)"
+            interrupted = self.device.turns[turn.index - 1]
+            if not interrupted.barge_in_stopped:
+                got += "; the interrupted reply was not stopped either"
         return (
             f"turn {index + 1}: no {what} within {self.reply_timeout_s:g} s of the end of speech ({got}); "
             f"the device is still {self.device.phase}"

@@ -18,6 +18,12 @@ stock firmware:
 * ``abort`` leaves the device speaking (it waits for the server's ``tts stop``) and, as on
   stock firmware, keeps queueing audio; packets after the abort are counted so a test can
   see how quickly the server stopped.
+* **Barge-in** (realtime mode only): the user speaks over the reply; the device sends no
+  message (the mic was never closed), so the server must notice the speech itself (§2.7).
+  :meth:`DeviceModel.barge_in` starts a new turn for that utterance while server messages
+  still belong to the interrupted reply, until its ``tts stop`` (or, from a server that never
+  stops it, the ``stt`` of the new utterance). The interrupted turn records when the barge-in
+  started and when the reply stopped.
 """
 
 from __future__ import annotations
@@ -124,6 +130,10 @@ class TurnMetrics:
     t_tts_stop: float | None = None
     t_playback_end: float | None = None
     t_abort: float | None = None
+    t_barge_in: float | None = None
+    """When the user started speaking over this turn's reply (realtime barge-in)."""
+    barge_in: bool = False
+    """This turn's utterance is a barge-in: it interrupted the previous turn's reply."""
     speech_frames: int = 0
     speech_truncated: bool = False
     stt_texts: list[str] = field(default_factory=list)
@@ -135,6 +145,8 @@ class TurnMetrics:
     dropped_late: int = 0
     dropped_overflow: int = 0
     frames_after_abort: int = 0
+    frames_after_barge_in: int = 0
+    """Reply packets that still arrived (before its ``tts stop``) once the user barged in."""
     max_queue_depth: int = 0
     audio_s: float = 0.0
     """Seconds of reply audio queued for playback."""
@@ -144,6 +156,19 @@ class TurnMetrics:
     def gating_drops(self) -> int:
         """Packets dropped because the device was not speaking (§2.4 "Gating")."""
         return self.dropped_early + self.dropped_late
+
+    @property
+    def barge_in_stopped(self) -> bool:
+        """The server sent ``tts stop`` for this reply after the user barged in."""
+        return self.t_barge_in is not None and self.t_tts_stop is not None and self.t_tts_stop >= self.t_barge_in
+
+    @property
+    def barge_in_stop_s(self) -> float | None:
+        """Seconds from the start of the barge-in speech to this reply's ``tts stop``."""
+        if not self.barge_in_stopped:
+            return None
+        assert self.t_tts_stop is not None and self.t_barge_in is not None
+        return self.t_tts_stop - self.t_barge_in
 
 
 class DeviceModel:
@@ -157,18 +182,25 @@ class DeviceModel:
         self.playback = PlaybackQueue(queue_limit, playback_slots)
         self.turns: list[TurnMetrics] = []
         self.notes: list[str] = []
+        self._interrupted: TurnMetrics | None = None  # a reply the user barged into, until it ends
 
     @property
     def turn(self) -> TurnMetrics:
-        """The current turn (a turn 0 is created on first use)."""
+        """The current user turn (a turn 0 is created on first use)."""
         if not self.turns:
             self.begin_turn(0.0)
         return self.turns[-1]
+
+    @property
+    def reply_turn(self) -> TurnMetrics:
+        """The turn that server messages belong to: :attr:`turn`, or the reply being barged into."""
+        return self._interrupted if self._interrupted is not None else self.turn
 
     def begin_turn(self, t: float) -> TurnMetrics:
         """Start measuring a new user turn."""
         metrics = TurnMetrics(index=len(self.turns), mode=str(self.mode), t_begin=t)
         self.turns.append(metrics)
+        self._interrupted = None
         return metrics
 
     # --- device-initiated transitions (the caller sends the matching message) ---
@@ -194,8 +226,22 @@ class DeviceModel:
         if self.phase is not Phase.SPEAKING:
             return False
         self.aborted = True
-        self.turn.t_abort = t
+        self.reply_turn.t_abort = t
         return True
+
+    def barge_in(self, t: float) -> TurnMetrics | None:
+        """The user starts speaking over the reply (realtime mode, mic open): the new turn, or
+        None when there is nothing to interrupt. No message is due: the mic just streams it."""
+        if self.phase is not Phase.SPEAKING or self.mode is not ListenMode.REALTIME or not self.mic_on:
+            return None
+        if self._interrupted is not None:  # already talking over this reply
+            return None
+        interrupted = self.turn
+        interrupted.t_barge_in = t
+        metrics = self.begin_turn(t)
+        metrics.barge_in = True
+        self._interrupted = interrupted
+        return metrics
 
     def playback_drained(self, t: float) -> bool:
         """After ``tts stop`` and playback: True when an auto-mode ``listen start`` is due."""
@@ -212,7 +258,7 @@ class DeviceModel:
     def on_tts_start(self, t: float) -> None:
         """``tts start`` (§2.6)."""
         self.aborted = False
-        turn = self.turn
+        turn = self.reply_turn
         if turn.t_tts_start is None:
             turn.t_tts_start = t
         if self.phase in (Phase.IDLE, Phase.LISTENING):
@@ -229,13 +275,17 @@ class DeviceModel:
         self.phase = Phase.IDLE if self.mode is ListenMode.MANUAL else Phase.LISTENING
         if self.mode is ListenMode.AUTO:
             self.mic_on = False  # reopened by playback_drained()
-        turn = self.turn
+        turn = self.reply_turn
         turn.t_tts_stop = t
         turn.completed = True
+        self._interrupted = None  # the reply barged into is over: what follows answers the new turn
         return True
 
     def on_stt(self, text: str, t: float) -> None:
         """``stt`` (§2.6): the server's transcript of the user."""
+        if self._interrupted is not None:
+            self._interrupted = None
+            self.notes.append("after a barge-in the server answered without stopping its reply first (no tts stop)")
         turn = self.turn
         if turn.t_stt is None:
             turn.t_stt = t
@@ -243,18 +293,18 @@ class DeviceModel:
 
     def on_llm(self, emotion: str, t: float) -> None:
         """``llm`` (§2.6): only ``emotion`` matters to the device."""
-        turn = self.turn
+        turn = self.reply_turn
         if turn.t_llm is None:
             turn.t_llm = t
         turn.emotions.append(emotion)
 
     def on_sentence(self, text: str) -> None:
         """``tts sentence_start`` (§2.6): the assistant subtitle."""
-        self.turn.sentences.append(text)
+        self.reply_turn.sentences.append(text)
 
     def on_audio(self, t: float, duration_s: float) -> AudioVerdict:
         """One downlink packet of ``duration_s`` arrives at ``t`` (§2.4)."""
-        turn = self.turn
+        turn = self._late_reply_turn()
         turn.frames_received += 1
         if self.phase is not Phase.SPEAKING:
             if turn.t_tts_stop is not None:
@@ -264,6 +314,8 @@ class DeviceModel:
             return AudioVerdict.EARLY
         if self.aborted:
             turn.frames_after_abort += 1
+        if turn.t_barge_in is not None:
+            turn.frames_after_barge_in += 1
         if not self.playback.push(t, duration_s):
             turn.dropped_overflow += 1
             return AudioVerdict.OVERFLOW
@@ -274,6 +326,14 @@ class DeviceModel:
         turn.t_last_audio = t
         turn.max_queue_depth = max(turn.max_queue_depth, self.playback.depth(t))
         return AudioVerdict.QUEUED
+
+    def _late_reply_turn(self) -> TurnMetrics:
+        """Where a packet counts: after a barge-in and the interrupted reply's ``tts stop``, packets
+        before any sign of the new reply are that old reply's tail."""
+        turn = self.reply_turn
+        if turn.barge_in and self.phase is not Phase.SPEAKING and turn.t_stt is None and turn.t_tts_start is None:
+            return self.turns[turn.index - 1]
+        return turn
 
 
 def server_message_problems(message: dict[str, Any]) -> list[str]:

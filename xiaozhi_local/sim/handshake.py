@@ -70,6 +70,11 @@ class ServerHello:
     raw: dict[str, Any]
 
 
+def _is_number(value: object) -> bool:
+    """What ``cJSON_IsNumber`` accepts (a JSON ``true`` is not a number)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def accept_server_hello(message: dict[str, Any]) -> ServerHello:
     """Check a server hello the way ``ParseServerHello`` reads it (§2.2)."""
     transport = message.get("transport")
@@ -82,12 +87,11 @@ def accept_server_hello(message: dict[str, Any]) -> ServerHello:
         )
     session_id = message.get("session_id")
     raw_params = message.get("audio_params")
-    # The firmware reads only numeric sample_rate / frame_duration; absent → 24000 / 60.
-    merged = {"sample_rate": 24000, "frame_duration": 60}
-    if isinstance(raw_params, Mapping):
-        merged |= {k: raw_params[k] for k in merged if isinstance(raw_params.get(k), (int, float))}
+    # The firmware reads only numeric sample_rate / frame_duration; absent (or not numbers) → 24000 / 60.
+    raw = raw_params if isinstance(raw_params, Mapping) else {}
+    numeric = {k: raw[k] for k in ("sample_rate", "frame_duration") if _is_number(raw.get(k))}
     try:
-        params = AudioParams.from_dict(merged)
+        params = AudioParams.from_server_hello(numeric)
     except ProtocolError as exc:
         raise SimulatorError(f"the server hello's audio_params are unusable: {exc} (§2.2)") from None
     if params.sample_rate not in SUPPORTED_SAMPLE_RATES:

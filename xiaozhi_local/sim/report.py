@@ -7,6 +7,12 @@ moment the last WAV frame was sent, or the ``listen detect`` text for a text-onl
 ``stt_ms``, ``tts_start_ms``, ``first_audio_ms`` (first reply packet queued for playback),
 ``tts_stop_ms`` and ``playback_end_ms``. :func:`aggregate` summarises many devices
 (``--count``) with min / median / p95 / max.
+
+Barge-in (``--barge-in-after``, realtime mode): the interrupted turn has
+``interrupted_by_barge_in``, ``stopped_after_barge_in`` (a ``tts stop`` came after the user
+started speaking over the reply), ``latency.barge_in_to_tts_stop_ms`` and
+``audio.frames_after_barge_in``; the next turn, flagged ``barge_in``, is the answer to the
+utterance spoken over it, with its latencies measured from the end of that utterance.
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ def _turn_dict(turn: TurnMetrics, t0: float) -> dict[str, Any]:
     times = {
         name: _ms(getattr(turn, f"t_{name}"), t0)
         for name in ("begin", "listen_start", "speech_end", "listen_stop", "stt", "llm", "tts_start",
-                     "first_audio", "last_audio", "tts_stop", "playback_end", "abort")
+                     "first_audio", "last_audio", "tts_stop", "playback_end", "abort", "barge_in")
     }  # fmt: skip
     latency = {
         "stt_ms": _ms(turn.t_stt, end),
@@ -82,11 +88,16 @@ def _turn_dict(turn: TurnMetrics, t0: float) -> dict[str, Any]:
         "tts_stop_ms": _ms(turn.t_tts_stop, end),
         "playback_end_ms": _ms(turn.t_playback_end, end),
         "abort_to_tts_stop_ms": _ms(turn.t_tts_stop, turn.t_abort),
+        "barge_in_to_tts_stop_ms": None if turn.barge_in_stop_s is None else round(turn.barge_in_stop_s * 1000, 1),
     }
+    interrupted = turn.t_barge_in is not None
     return {
         "index": turn.index,
         "mode": turn.mode,
         "completed": turn.completed,
+        "barge_in": turn.barge_in,
+        "interrupted_by_barge_in": interrupted,
+        "stopped_after_barge_in": turn.barge_in_stopped if interrupted else None,
         "transcript": " ".join(turn.stt_texts),
         "stt": list(turn.stt_texts),
         "reply": "".join(turn.sentences) if _cjk(turn.sentences) else " ".join(turn.sentences),
@@ -103,6 +114,7 @@ def _turn_dict(turn: TurnMetrics, t0: float) -> dict[str, Any]:
             "dropped_after_tts_stop": turn.dropped_late,
             "dropped_queue_full": turn.dropped_overflow,
             "frames_after_abort": turn.frames_after_abort,
+            "frames_after_barge_in": turn.frames_after_barge_in,
             "max_queue_depth": turn.max_queue_depth,
             "reply_audio_s": round(turn.audio_s, 3),
         },
@@ -171,6 +183,10 @@ def aggregate(results: list[SessionResult]) -> dict[str, Any]:
     """Summary over many devices: success count and latency distributions over all turns."""
     turns = [_turn_dict(t, r.t0) for r in results for t in r.turns]
     latency = {key: _stats([v for t in turns if (v := t["latency"][key]) is not None]) for key in LATENCY_KEYS}
+    interrupted = [t for t in turns if t["interrupted_by_barge_in"]]
+    if interrupted:
+        stops = [v for t in interrupted if (v := t["latency"]["barge_in_to_tts_stop_ms"]) is not None]
+        latency["barge_in_to_tts_stop_ms"] = _stats(stops)
     drops = {
         key: sum(t["audio"][key] for t in turns)
         for key in ("dropped_before_tts_start", "dropped_after_tts_stop", "dropped_queue_full")
@@ -181,6 +197,8 @@ def aggregate(results: list[SessionResult]) -> dict[str, Any]:
         "failed": [{"device_id": r.device_id, "error": r.error} for r in results if not r.ok],
         "turns": len(turns),
         "completed_turns": sum(t["completed"] for t in turns),
+        "barge_ins": len(interrupted),
+        "barge_ins_stopped": sum(bool(t["stopped_after_barge_in"]) for t in interrupted),
         "latency_ms": latency,
         "drops": drops,
     }
@@ -198,7 +216,8 @@ def print_summary(console: Console, result: SessionResult) -> None:
         head += f"  →  {result.websocket_url} (binary v{result.protocol_version}, session {result.session_id!r})"
     console.print(head, highlight=False)
     for turn in data["turns"]:
-        console.print(f"[bold]turn {turn['index'] + 1}[/] ({turn['mode']})", highlight=False)
+        kind = f"{turn['mode']}, barge-in" if turn["barge_in"] else turn["mode"]
+        console.print(f"[bold]turn {turn['index'] + 1}[/] ({kind})", highlight=False)
         console.print(f"  you said:  {turn['transcript'] or '-'}", highlight=False, markup=False)
         console.print(f"  reply:     {turn['reply'] or '-'}", highlight=False, markup=False)
         lat, audio = turn["latency"], turn["audio"]
@@ -228,6 +247,8 @@ def print_summary(console: Console, result: SessionResult) -> None:
                 "40-packet decode queue; pace audio in real time (§2.4)",
                 highlight=False,
             )
+        if turn["interrupted_by_barge_in"]:
+            _print_barge_in(console, turn)
         if turn["latency"]["abort_to_tts_stop_ms"] is not None:
             console.print(
                 f"  abort → tts stop: {_fmt(turn['latency']['abort_to_tts_stop_ms'])}, "
@@ -243,6 +264,22 @@ def print_summary(console: Console, result: SessionResult) -> None:
         console.print(f"reply audio written to {result.reply_wav}", highlight=False)
 
 
+def _print_barge_in(console: Console, turn: dict[str, Any]) -> None:
+    frames = turn["audio"]["frames_after_barge_in"]
+    if turn["stopped_after_barge_in"]:
+        console.print(
+            f"  barge-in → tts stop: {_fmt(turn['latency']['barge_in_to_tts_stop_ms'])}, "
+            f"{frames} reply frames after the barge-in started",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"  [yellow]server violation:[/] the user spoke over the reply (realtime mode) and the server never "
+            f"stopped it with tts stop ({frames} reply frames after the barge-in) (§2.7)",
+            highlight=False,
+        )
+
+
 def print_aggregate(console: Console, summary: dict[str, Any]) -> None:
     """The ``--count`` summary table."""
     console.print(
@@ -250,6 +287,9 @@ def print_aggregate(console: Console, summary: dict[str, Any]) -> None:
         f"{summary['completed_turns']}/{summary['turns']} turns completed",
         highlight=False,
     )
+    if summary["barge_ins"]:
+        console.print(f"barge-ins: {summary['barge_ins_stopped']}/{summary['barge_ins']} stopped by the server",
+                      highlight=False)  # fmt: skip
     table = Table(title="latency after end of speech (ms)")
     for column in ("", "min", "median", "p95", "max"):
         table.add_column(column, justify="right")

@@ -7,8 +7,9 @@ phase. :func:`run_conversation` starts from a known :class:`ChannelConfig` (test
 :func:`run_devices` runs ``count`` devices with distinct MACs concurrently (load tests).
 
 Session problems never raise: they end up in :attr:`SessionResult.error`, next to everything
-measured up to that point. Only a bad ``--wav`` (``AudioError``) raises, before any network
-traffic, because it is the caller's mistake.
+measured up to that point. Only the caller's mistakes raise, before any network traffic: a bad
+``--wav`` (``AudioError``) or options that do not fit together (``SimulatorError``, e.g. a
+barge-in outside realtime mode).
 """
 
 from __future__ import annotations
@@ -65,10 +66,29 @@ class SessionOptions:
     abort_after_s: float | None = None
     """Send ``abort`` this long after the first reply packet of each turn."""
     abort_reason: str | None = None
+    barge_in_after_s: float | None = None
+    """Realtime mode only: say the speech again this long after the first reply packet of each
+    turn, over the reply (the server should stop it and answer); needs speech (``wav``)."""
     out: Path | None = None
     """Write the reply audio (what the device played) here."""
     wait_for_pairing: bool = False
     activation: ActivationPolicy = field(default_factory=ActivationPolicy)
+
+    def __post_init__(self) -> None:
+        if self.barge_in_after_s is None:
+            return
+        if self.mode != ListenMode.REALTIME:
+            raise SimulatorError(
+                "--barge-in-after needs --mode realtime: only a realtime (AEC) device keeps its microphone open "
+                "while it speaks; in auto and manual mode a user interrupts with abort (--abort-after) (§2.7)"
+            )
+        if self.barge_in_after_s < 0:
+            raise SimulatorError("--barge-in-after must not be negative")
+
+    def check_speech(self, speech: list[Frame]) -> None:
+        """SimulatorError when an option needs speech audio that is missing."""
+        if self.barge_in_after_s is not None and not speech:
+            raise SimulatorError("--barge-in-after needs --wav: the barge-in is that speech said again")
 
 
 def build_mcp_server(identity: DeviceIdentity, padding: int = 0) -> McpDeviceServer:
@@ -99,6 +119,7 @@ async def run_conversation(
     clock = clock or MonotonicClock()
     if speech is None:
         speech = split_frames(load_speech(options.wav)) if options.wav is not None else []
+    options.check_speech(speech)
     if result is None:
         result = SessionResult(device_id=identity.mac, client_id=identity.client_id, t0=clock.now(), server=config.url)
     result.websocket_url = config.url
@@ -113,6 +134,7 @@ async def run_conversation(
         reply_timeout_s=options.reply_timeout_s,
         abort_after_s=options.abort_after_s,
         abort_reason=options.abort_reason,
+        barge_in_after_s=options.barge_in_after_s,
         log=log,
     )
     channel = DeviceChannel(
@@ -182,6 +204,7 @@ async def run_session(
     identity = identity or DeviceIdentity.create()
     if speech is None:
         speech = split_frames(load_speech(options.wav)) if options.wav is not None else []
+    options.check_speech(speech)
     result = SessionResult(device_id=identity.mac, client_id=identity.client_id, t0=clock.now(), server=server)
     if urlsplit(server).scheme in ("ws", "wss"):
         config = _channel_config(server, "", options.protocol_version or 1, identity, options)
@@ -247,6 +270,7 @@ async def run_devices(
         raise SimulatorError("--count must be at least 1")
     options = options or SessionOptions()
     speech = split_frames(load_speech(options.wav)) if options.wav is not None else []
+    options.check_speech(speech)
     identities: list[DeviceIdentity] = []
     while len(identities) < count:
         candidate = DeviceIdentity.create(mac if not identities else None)
