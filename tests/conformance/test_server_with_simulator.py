@@ -3,16 +3,21 @@
 §8 items 1-10 over real loopback sockets, for binary v1/v2/v3 in auto, manual and realtime
 mode. The simulator was written from protocol.md independently of the server; it models the
 firmware's gating (audio outside `tts start`..`tts stop` is dropped) and its 40-packet queue.
+
+The server runs in its default, paired mode: every simulated device goes through the firmware's
+activation loop (§1.6) while an in-process owner approves it, then connects with its token.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.helpers.pairing import FAST_ACTIVATION, owner_approving
 from xiaozhi_local.audio.wav import write_wav
 from xiaozhi_local.config import ServerSettings
 from xiaozhi_local.pipeline.echo import EchoConversation
@@ -25,12 +30,24 @@ SPEECH_S = 1.0
 
 
 @pytest.fixture
-async def ota_url() -> AsyncIterator[str]:
+async def server() -> AsyncIterator[XiaozhiServer]:
     settings = ServerSettings(host="127.0.0.1", http_port=0, ws_port=0, mdns=False)
     server = XiaozhiServer(ServerContext(settings, conversation="echo"), EchoConversation)
     await server.start()
-    yield f"http://127.0.0.1:{server.http_port}/xiaozhi/ota/"
+    yield server
     await server.stop()
+
+
+@pytest.fixture
+async def ota_url(server: XiaozhiServer) -> AsyncIterator[str]:
+    """The OTA URL of a server whose owner approves every device that asks."""
+    async with owner_approving(server.pairing):
+        yield f"http://127.0.0.1:{server.http_port}/xiaozhi/ota/"
+
+
+def paired(options: SessionOptions) -> SessionOptions:
+    """Like stock firmware: wait for the owner's approval, polling /activate (fast waits)."""
+    return dataclasses.replace(options, wait_for_pairing=True, activation=FAST_ACTIVATION)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +69,10 @@ async def test_conformant_turn(ota_url: str, speech_wav: Path, version: int, mod
     out = tmp_path / "reply.wav"
     options = SessionOptions(wav=speech_wav, mode=mode, protocol_version=version, mcp_padding=12,
                              reply_timeout_s=20, out=out)
-    result = await run_session(ota_url, options=options)
+    result = await run_session(ota_url, options=paired(options))
     assert result.ok, (result.error, result.notes)
+    assert result.pairing_code is not None and result.ota is not None
+    assert result.ota.activate_statuses[-1] == 200  # 202 until approved, then 200 (§1.6)
     assert result.protocol_version == version
     assert (result.downlink_sample_rate, result.downlink_frame_ms) == (24000, 60)
     turn = result.turns[0]
@@ -79,8 +98,8 @@ async def test_conformant_turn(ota_url: str, speech_wav: Path, version: int, mod
 
 
 async def test_text_turn_with_query_auth_like_a_browser(ota_url: str) -> None:
-    result = await run_session(ota_url, options=SessionOptions(text="what time is it", query_auth=True,
-                                                               reply_timeout_s=20))
+    result = await run_session(ota_url, options=paired(SessionOptions(text="what time is it", query_auth=True,
+                                                                      reply_timeout_s=20)))
     assert result.ok, result.error
     assert result.turns[0].stt_texts == ["what time is it"]
     assert result.turns[0].sentences == ["You said: what time is it"]
@@ -88,7 +107,7 @@ async def test_text_turn_with_query_auth_like_a_browser(ota_url: str) -> None:
 
 async def test_abort_mid_reply(ota_url: str, speech_wav: Path) -> None:
     options = SessionOptions(wav=speech_wav, mode=ListenMode.MANUAL, abort_after_s=0.3, reply_timeout_s=20)
-    result = await run_session(ota_url, options=options)
+    result = await run_session(ota_url, options=paired(options))
     assert result.ok, result.error
     turn = result.turns[0]
     assert turn.t_abort is not None and turn.t_tts_stop is not None
@@ -99,10 +118,21 @@ async def test_abort_mid_reply(ota_url: str, speech_wav: Path) -> None:
 
 
 async def test_four_devices_at_once(ota_url: str, speech_wav: Path) -> None:
-    results = await run_devices(ota_url, 4, SessionOptions(wav=speech_wav, mode=ListenMode.MANUAL,
-                                                          reply_timeout_s=30))
+    results = await run_devices(ota_url, 4, paired(SessionOptions(wav=speech_wav, mode=ListenMode.MANUAL,
+                                                                  reply_timeout_s=30)))
     assert len({r.device_id for r in results}) == 4
     for result in results:
         assert result.ok, result.error
         turn = result.turns[0]
         assert turn.completed and turn.gating_drops == 0 and turn.dropped_overflow == 0
+
+
+async def test_unpaired_device_is_told_to_pair(server: XiaozhiServer) -> None:
+    """Default-deny: without the owner's approval the device gets a code and nothing else."""
+    url = f"http://127.0.0.1:{server.http_port}/xiaozhi/ota/"
+    result = await run_session(url, options=SessionOptions(text="hello"))
+    assert not result.ok and result.error_kind == "PairingRequiredError"
+    assert result.pairing_code is not None and len(result.pairing_code) == 6
+    assert f"xiaozhi device pair {result.pairing_code}" in (result.error or "")
+    assert [r.code for r in await server.pairing.pending()] == [result.pairing_code]
+    assert result.turns == []

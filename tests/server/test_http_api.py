@@ -20,6 +20,7 @@ from xiaozhi_local.server.context import ServerContext
 from xiaozhi_local.server.http_api import (
     DeviceGate,
     HttpServer,
+    OpenGate,
     OtaDecision,
     build_http_app,
     local_tz_offset_min,
@@ -41,7 +42,8 @@ async def start() -> AsyncIterator[Start]:
     async def _start(gate: DeviceGate | None = None, **settings: Any) -> HttpServer:
         settings.setdefault("max_body_bytes", 4096)
         ctx = ServerContext(ServerSettings(**settings))
-        server = await start_http(ctx, build_http_app(ctx, gate), "127.0.0.1", 0)
+        # These tests are about HTTP itself: admission is the gate's business (test_pairing*.py).
+        server = await start_http(ctx, build_http_app(ctx, gate or OpenGate()), "127.0.0.1", 0)
         servers.append(server)
         return server
 
@@ -239,9 +241,10 @@ class PairingGate:
         return OtaDecision(token="tok-1", activation=Activation(code="123456", challenge=req.device_id,
                                                                 message="pair me\n123456"))
 
-    async def on_activate(self, device_id: str, body: ActivateRequest, address: str) -> bool:
-        self.activate_calls.append((device_id, body, address))
-        return device_id in self.admitted
+    async def on_activate(self, req: OtaRequest, body: ActivateRequest, address: str) -> bool:
+        assert req.device_id is not None
+        self.activate_calls.append((req.device_id, body, address))
+        return req.device_id in self.admitted
 
 
 @pytest.mark.parametrize("path", ["/xiaozhi/ota/activate", "/xiaozhi/ota/activate/"])
@@ -315,7 +318,7 @@ class BrokenGate:
     async def on_ota(self, req: OtaRequest, address: str) -> OtaDecision:
         raise RuntimeError("secret internals /etc/passwd")
 
-    async def on_activate(self, device_id: str, body: ActivateRequest, address: str) -> bool:
+    async def on_activate(self, req: OtaRequest, body: ActivateRequest, address: str) -> bool:
         raise KeyError("boom")
 
 
@@ -354,7 +357,7 @@ async def test_port_in_use_is_a_clear_error(start: Start) -> None:
     server = await start()
     ctx = ServerContext(ServerSettings())
     with pytest.raises(XiaozhiError, match="http_port"):
-        await start_http(ctx, build_http_app(ctx), "127.0.0.1", server.port)
+        await start_http(ctx, build_http_app(ctx, OpenGate()), "127.0.0.1", server.port)
 
 
 async def test_client_vanishing_mid_body_is_not_an_error(start: Start, http: aiohttp.ClientSession,

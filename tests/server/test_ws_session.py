@@ -21,7 +21,7 @@ from xiaozhi_local.config import ServerSettings
 from xiaozhi_local.pipeline.echo import EchoConversation
 from xiaozhi_local.protocol.framing import decode_frame, encode_frame
 from xiaozhi_local.server.context import ServerContext
-from xiaozhi_local.server.ws import DeviceSocketServer
+from xiaozhi_local.server.ws import DeviceSocketServer, admit_all
 
 HELLO = {"type": "hello", "version": 1, "features": {"mcp": False}, "transport": "websocket",
          "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1, "frame_duration": 60}}
@@ -30,7 +30,7 @@ HELLO = {"type": "hello", "version": 1, "features": {"mcp": False}, "transport":
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[DeviceSocketServer, str]]:
     ctx = ServerContext(ServerSettings(advertise_host="127.0.0.1", hello_timeout_s=1.0, idle_timeout_s=30))
-    srv = DeviceSocketServer(ctx, EchoConversation)
+    srv = DeviceSocketServer(ctx, EchoConversation, admit=admit_all)  # the session protocol, not admission
     port = await srv.start("127.0.0.1", 0)
     yield srv, f"ws://127.0.0.1:{port}/xiaozhi/v1/"
     await srv.close()
@@ -184,7 +184,7 @@ async def test_unknown_types_are_ignored_and_ping_answered(server: Any) -> None:
 
 async def test_idle_session_is_closed_with_a_reason() -> None:
     ctx = ServerContext(ServerSettings(advertise_host="127.0.0.1", idle_timeout_s=0.5))
-    srv = DeviceSocketServer(ctx, EchoConversation)
+    srv = DeviceSocketServer(ctx, EchoConversation, admit=admit_all)  # the session protocol, not admission
     port = await srv.start("127.0.0.1", 0)
     try:
         async with connect(f"ws://127.0.0.1:{port}/xiaozhi/v1/", additional_headers=headers()) as ws:

@@ -1,4 +1,5 @@
-"""`xiaozhi device`: try a server with a simulated device (later also pair, list, revoke)."""
+"""`xiaozhi device`: pair, list, revoke, rename and forget devices (:mod:`.device_admin`), and
+try a server with a simulated device."""
 
 from __future__ import annotations
 
@@ -13,17 +14,25 @@ from ..sim.discover import discover_server
 from ..sim.identity import normalize_mac
 from ..sim.report import SessionResult, aggregate, print_aggregate, print_summary, session_to_dict
 from ..sim.runner import SessionOptions, run_devices
+from . import device_admin
 from .common import JSON_OPTION, err, guarded, out, print_json
 
 app = typer.Typer(
-    help="Xiaozhi devices: simulate one (or many) to try a server without hardware.",
+    help="Xiaozhi devices: pair, list, revoke, rename, forget; simulate one to try a server without hardware.",
     no_args_is_help=True,
 )
 
 
 @app.callback()
 def device() -> None:
-    """Xiaozhi devices: simulate one (or many) to try a server without hardware."""
+    """Xiaozhi devices: pair, list, revoke, rename, forget; simulate one to try a server without hardware."""
+
+
+app.command("pair")(device_admin.pair)
+app.command("list")(device_admin.list_devices)
+app.command("revoke")(device_admin.revoke)
+app.command("rename")(device_admin.rename)
+app.command("forget")(device_admin.forget)
 
 
 EXIT_PAIRING = 3
@@ -102,6 +111,13 @@ def simulate(
         min=0.0,
         help="Press the button (send abort) this many seconds after the reply audio starts.",
     ),
+    barge_in_after: float = typer.Option(
+        None,
+        "--barge-in-after",
+        min=0.0,
+        help="Realtime mode: say the --wav speech again this many seconds after the reply audio starts, "
+        "talking over the reply; the server should stop it (tts stop) and answer the new utterance.",
+    ),
 ) -> None:
     """Run a simulated stock device against a server: OTA, connect, speak, print what it heard.
 
@@ -119,7 +135,8 @@ def simulate(
     options = SessionOptions(
         wav=wav, text=text, mode=mode, turns=turns, protocol_version=protocol_version,
         query_auth=query_auth, mcp_padding=mcp_padding, reply_timeout_s=timeout,
-        abort_after_s=abort_after, out=reply_out, wait_for_pairing=wait_for_pairing,
+        abort_after_s=abort_after, barge_in_after_s=barge_in_after, out=reply_out,
+        wait_for_pairing=wait_for_pairing,
     )  # fmt: skip
     try:
         results = asyncio.run(_simulate(server, discover, count, mac, options, verbose=count == 1))

@@ -3,6 +3,9 @@
 ``XiaozhiServer.start()`` brings the parts up, ``stop()`` closes every session with a close
 code, stops listening and unregisters mDNS. ``run_until_signal()`` is what ``xiaozhi serve``
 runs: the first SIGTERM/SIGINT stops cleanly (within 5 s), a second exits at once.
+
+Admission is default-deny: without an explicit ``pairing`` the server uses an empty in-memory
+registry in paired mode, so no device is admitted until it is paired through ``server.pairing``.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from ..audio.clock import Clock
 from ..errors import XiaozhiError
 from ..pipeline.conversation import ConversationFactory
 from .context import ServerContext
-from .http_api import DeviceGate, HttpServer, build_http_app, start_http
+from .http_api import HttpServer, build_http_app, start_http
 from .mdns import MdnsAdvertiser
+from .pairing import DevicePairing
 from .ws import DeviceSocketServer
 
 log = logging.getLogger(__name__)
@@ -28,11 +32,13 @@ STOP_TIMEOUT_S = 5.0
 
 
 class XiaozhiServer:
-    def __init__(self, ctx: ServerContext, factory: ConversationFactory, *, gate: DeviceGate | None = None,
+    def __init__(self, ctx: ServerContext, factory: ConversationFactory, *, pairing: DevicePairing | None = None,
                  clock: Clock | None = None):
         self.ctx = ctx
-        self.ws = DeviceSocketServer(ctx, factory, clock)
-        self.http_app = build_http_app(ctx, gate)
+        self.pairing = pairing if pairing is not None else DevicePairing.in_memory()
+        ctx.pairing_mode = self.pairing.mode
+        self.ws = DeviceSocketServer(ctx, factory, clock, admit=self.pairing.admit)
+        self.http_app = build_http_app(ctx, self.pairing)
         self.http: HttpServer | None = None
         self.mdns = MdnsAdvertiser() if ctx.settings.mdns else None
         self.http_port = ctx.settings.http_port
@@ -40,6 +46,7 @@ class XiaozhiServer:
 
     async def start(self) -> None:
         settings = self.ctx.settings
+        self.pairing.start(self.ctx.sessions)
         self.ws_port = await self.ws.start(settings.host, settings.ws_port)
         self.http = await start_http(self.ctx, self.http_app, settings.host, settings.http_port)
         self.http_port = self.http.port
@@ -58,6 +65,7 @@ class XiaozhiServer:
             await self.http.close()
         if self.mdns is not None:
             await self.mdns.stop()
+        await self.pairing.close()
 
     async def run_until_signal(self, on_ready: Callable[[], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
