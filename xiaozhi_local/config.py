@@ -89,6 +89,8 @@ class PipelineSettings(_Section):
     asr_threads: int = Field(0, ge=0, description="CPU threads for speech recognition; 0 = all cores")
     vad_threshold: float = Field(0.5, gt=0, lt=1, description="Speech probability that counts as speech")
     end_silence_ms: int = Field(500, ge=100, description="Silence that ends an utterance (auto/realtime)")
+    speculate_ms: int = Field(160, ge=0, description="After this much silence, start answering while waiting "
+                                                     "for end_silence_ms (hidden until confirmed); 0 = off")
     min_speech_ms: int = Field(250, ge=0, description="Shorter utterances are ignored (coughs, clicks)")
     max_utterance_s: float = Field(30.0, gt=1, description="Utterances are cut at this length")
     barge_in_ms: int = Field(400, ge=0, description="Realtime mode: speech this long interrupts a reply")
@@ -109,6 +111,58 @@ class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class PairingSettings(_Section):
+    """Which devices may talk to the assistant (see the README's Security section)."""
+
+    mode: Literal["paired", "open"] = Field(
+        "paired", description="paired = only devices the owner approved (`xiaozhi device pair`); "
+                              "open = admit any device on the LAN (trusted networks only)")
+    code_ttl_s: float = Field(600.0, ge=10, description="A pairing code expires after this long (then a new one)")
+    max_pending: int = Field(20, ge=1, description="Devices waiting for pairing at once; more are refused")
+    max_pending_per_address: int = Field(4, ge=1, description="Devices waiting for pairing from one address")
+
+
+class LimitsSettings(_Section):
+    """Per-source-address request rates, so one LAN client cannot flood the server."""
+
+    ota_per_minute: int = Field(30, ge=1, description="OTA checks per address per minute (then HTTP 429)")
+    activate_per_minute: int = Field(60, ge=1, description="Activation polls per address per minute (then 429)")
+    websocket_per_minute: int = Field(30, ge=1, description="WebSocket connects per address per minute (then 429)")
+    sessions_per_address: int = Field(4, ge=1, description="Concurrent device sessions from one address")
+    max_json_bytes: int = Field(32768, ge=1024, le=1048576,
+                                description="Largest JSON text message accepted from a device")
+    body_timeout_s: float = Field(10.0, gt=0, description="Time a client has to send an HTTP request body (then 408)")
+    idle_http_s: float = Field(15.0, gt=0, description="Close an HTTP connection that sends no request for this long")
+    exempt_loopback: bool = Field(True, description="No per-address limits for clients on this machine "
+                                                    "(turn off behind a reverse proxy)")
+
+
+
+class MemorySettings(_Section):
+    """What the assistant keeps between sessions: conversations, and facts distilled from them by the LLM."""
+
+    enabled: bool = Field(True, description="Store conversations and remember facts about speakers and devices")
+    distill_every_turns: int = Field(6, ge=0, description="Also distill facts after this many turns, once the "
+                                                          "session is idle (0 = only when a session ends)")
+    distill_idle_s: float = Field(20.0, gt=0, description="Seconds without a turn before a mid-session "
+                                                          "distillation may use the LLM")
+    max_facts_per_owner: int = Field(30, ge=1, le=1000, description="Facts kept per speaker or device; the "
+                                                                    "least recently confirmed go first")
+    context_facts: int = Field(8, ge=0, le=100, description="Facts put into the system prompt each turn")
+    keep_audio: bool = Field(False, description="Debugging only: keep each utterance as a WAV file next to the "
+                                                "database (off by default: no audio is stored)")
+    audio_retention_days: float = Field(7.0, gt=0, description="Kept utterance audio is deleted after this many days")
+
+
+class VoiceSettings(_Section):
+    """Voiceprints: who is speaking (the model is [models] speaker)."""
+
+    enabled: bool = Field(True, description="Identify enrolled speakers by their voice on each utterance")
+    threshold: float = Field(0.88, gt=0, lt=1, description="Similarity (cosine) needed to name a speaker; "
+                                                           "lower it if known people go unrecognised")
+    min_enroll_clips: int = Field(3, ge=1, le=20, description="Clips (each ≥ 3 s of speech) needed to enroll a "
+                                                              "voice; 5 identify noticeably better")
+
 class Settings(_Section):
     """Everything configurable. Sections map to TOML tables."""
 
@@ -116,6 +170,10 @@ class Settings(_Section):
     models: ModelsSettings = ModelsSettings()
     pipeline: PipelineSettings = PipelineSettings()
     log: LogSettings = LogSettings()
+    pairing: PairingSettings = PairingSettings()
+    limits: LimitsSettings = LimitsSettings()
+    memory: MemorySettings = MemorySettings()
+    voice: VoiceSettings = VoiceSettings()
 
 
 @dataclass(frozen=True)
@@ -144,6 +202,14 @@ class AppConfig:
     def user_catalog(self) -> Path:
         """Optional catalog additions a user keeps next to the config file."""
         return self.dirs.config_dir / "models.toml"
+
+    @property
+    def catalog_files(self) -> list[Path]:
+        """Catalog files merged over the built-in one, in order (``load_catalog(*these)``)."""
+        files = [self.user_catalog]
+        if self.settings.models.catalog.strip():
+            files.append(Path(self.settings.models.catalog.strip()).expanduser())
+        return files
 
 
 def load_config(config_path: Path | None = None, env: Mapping[str, str] | None = None) -> AppConfig:

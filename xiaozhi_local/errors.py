@@ -41,6 +41,11 @@ class UnknownModelError(ModelError):
         super().__init__(f"unknown model id {model_id!r}.{hint} (see `xiaozhi models list`)")
 
 
+class UnsafeCheckpointError(ModelError):
+    """A model checkpoint we refuse or cannot read (a torch ``.pt`` with unexpected pickle globals,
+    a bad layout or out-of-bounds tensors): loading it could run code or read garbage."""
+
+
 class ChecksumError(ModelError):
     """Bytes fetched from a source do not match the catalog's sha256."""
 
@@ -148,3 +153,21 @@ class LlmError(EngineError):
 
 class TtsError(EngineError):
     """The voice failed to synthesize."""
+
+
+class EnrollmentError(XiaozhiError):
+    """Audio that cannot be used to enroll a voice; the message says why and what to do.
+
+    `label` names the clip (a file name, "utterance 2" …); `problem` is a
+    :class:`xiaozhi_local.speaker.checks.Problem` value (too_quiet, clipped, too_short,
+    multi_speaker, inconsistent).
+    """
+
+    def __init__(self, label: str, problem: str, message: str):
+        self.label = label
+        self.problem = problem
+        super().__init__(f"{label}: {message}" if label else message)
+
+
+class VoiceprintError(XiaozhiError):
+    """A voiceprint operation that cannot be done (unknown name, a name taken by another voice …)."""

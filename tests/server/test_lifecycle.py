@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,12 +14,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import REPO
+from tests.helpers.pairing import pair_over_http
 
 
 def start_serve(home: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
@@ -52,14 +53,15 @@ def served(isolated_env: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
         proc.wait()
 
 
-def test_sigterm_closes_sessions_and_exits_zero(served: tuple[subprocess.Popen[str], str]) -> None:
+def test_sigterm_closes_sessions_and_exits_zero(served: tuple[subprocess.Popen[str], str],
+                                                isolated_env: Path) -> None:
     proc, ota_url = served
     assert ota_url.startswith("http://127.0.0.1:")
-    reply = httpx.post(ota_url, headers={"Device-Id": "aa:bb:cc:00:00:01"}, json={}).json()
-    ws_url = reply["websocket"]["url"]
+    token, ws_url = pair_over_http(ota_url, isolated_env / "xiaozhi.db", "aa:bb:cc:00:00:01")
+    headers = {"Device-Id": "aa:bb:cc:00:00:01", "Authorization": f"Bearer {token}"}
 
     async def session_then_term() -> tuple[int | None, str | None]:
-        async with connect(ws_url, additional_headers={"Device-Id": "aa:bb:cc:00:00:01"}) as ws:
+        async with connect(ws_url, additional_headers=headers) as ws:
             await ws.send(json.dumps({"type": "hello", "version": 1, "transport": "websocket"}))
             assert json.loads(await ws.recv())["type"] == "hello"
             proc.send_signal(signal.SIGTERM)
@@ -92,8 +94,29 @@ def test_port_in_use_is_a_clear_error(served: tuple[subprocess.Popen[str], str],
     assert "cannot listen for HTTP" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_without_pipeline_serve_refuses_clearly(isolated_env: Path) -> None:
+def test_a_missing_model_stops_serve_with_the_pull_command(isolated_env: Path) -> None:
     env = {**os.environ, "XIAOZHI_HOME": str(isolated_env)}
-    result = subprocess.run([sys.executable, str(REPO / "cli.py"), "serve"], capture_output=True, text=True,
-                            env=env, cwd=REPO, timeout=30)
-    assert result.returncode == 1 and "--echo" in result.stderr
+    result = subprocess.run([sys.executable, str(REPO / "cli.py"), "serve", "--no-mdns"], capture_output=True,
+                            text=True, env=env, cwd=REPO, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "'silero-vad' is not installed" in result.stderr
+    assert "xiaozhi models pull silero-vad" in result.stderr
+
+
+def test_a_corrupt_model_stops_serve_with_the_pull_command(isolated_env: Path, real_models_dir: Path) -> None:
+    models = isolated_env / "models"
+    models.mkdir(parents=True)
+    for model in real_models_dir.iterdir():  # share the big files, copy the one we damage
+        if model.is_dir():
+            (models / model.name).symlink_to(model)
+    vad = models / "silero-vad"
+    vad.unlink()
+    shutil.copytree(real_models_dir / "silero-vad", vad)
+    data = bytearray((vad / "silero_vad.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, different bytes
+    (vad / "silero_vad.onnx").write_bytes(bytes(data))
+    env = {**os.environ, "XIAOZHI_HOME": str(isolated_env), "XIAOZHI_MODELS__LLM": "smollm2-135m-q4_1"}
+    result = subprocess.run([sys.executable, str(REPO / "cli.py"), "serve", "--no-mdns"], capture_output=True,
+                            text=True, env=env, cwd=REPO, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "'silero-vad' is corrupt" in result.stderr and "xiaozhi models pull silero-vad" in result.stderr

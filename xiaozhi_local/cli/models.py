@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.table import Table
 
@@ -23,10 +21,7 @@ app = typer.Typer(
 
 def _catalog_and_store(ctx: typer.Context) -> tuple[Catalog, ModelStore]:
     config = state(ctx).config
-    extra = [config.user_catalog]
-    if config.settings.models.catalog:
-        extra.append(Path(config.settings.models.catalog).expanduser())
-    return load_catalog(*extra), ModelStore(config.models_dir)
+    return load_catalog(*config.catalog_files), ModelStore(config.models_dir)
 
 
 def _install_state(store: ModelStore, entry: ModelEntry) -> str:

@@ -7,20 +7,30 @@ import logging
 import sys
 
 import typer
+from rich.markup import escape
 
+from ..config import AppConfig
 from ..errors import XiaozhiError
+from ..pipeline.assistant import Assistant
 from ..pipeline.echo import EchoConversation
+from ..pipeline.loader import load_assistant
+from ..pipeline.timing import TurnLog
 from ..protocol.ota import is_loopback_url
 from ..server.app import XiaozhiServer
 from ..server.context import WILDCARDS, ServerContext
+from ..server.pairing import OPEN_MODE_WARNING, DevicePairing
 from .common import err, guarded, state
 
-PIPELINE_MISSING = (
-    "the voice pipeline (speech recognition, language model, voice) is not built yet, so the "
-    "server cannot hold a conversation. `xiaozhi serve --echo` runs the full device protocol "
-    "with an echo conversation that plays back what you say: use it to check a device's "
-    "microphone, speaker and connection."
-)
+
+def build_assistant(config: AppConfig, server_ctx: ServerContext) -> Assistant:
+    """Check and load every model (with a spinner), then warm them up."""
+    server_ctx.turns = TurnLog(config.settings.pipeline.turn_log_size)
+    with err.status("loading models…") as status:
+        assistant = load_assistant(config, server_ctx.turns, step=lambda text: status.update(text + "…"))
+        status.update("warming up (first synthesis, first prompt)…")
+        asyncio.run(assistant.warm_up())
+    server_ctx.models = dict(assistant.engines.model_ids)
+    return assistant
 
 
 def setup_logging(level: str) -> None:
@@ -37,7 +47,10 @@ def serve(
     ws_port: int = typer.Option(None, help="Port of the device WebSocket (default 8000)."),
     advertise_host: str = typer.Option(None, help="LAN address devices use to reach this box (default: detect)."),
     no_mdns: bool = typer.Option(False, "--no-mdns", help="Do not announce the server on the LAN (mDNS)."),
-    echo: bool = typer.Option(False, "--echo", help="Play back what the user says (a device check; no models)."),
+    echo: bool = typer.Option(False, "--echo", help="Instead of the assistant, play back what the user says "
+                              "(checks a device's microphone, speaker and network; loads no models)."),
+    open_mode: bool = typer.Option(False, "--open", help="Admit every device without pairing (trusted LAN only; "
+                                   "same as [pairing] mode = \"open\")."),
 ) -> None:
     """Run the server Xiaozhi devices talk to. Point a device at the printed OTA URL."""
     config = state(ctx).config
@@ -46,11 +59,17 @@ def serve(
     if no_mdns:
         overrides["mdns"] = False
     settings = config.settings.server.model_copy(update=overrides)
-    if not echo:
-        raise XiaozhiError(PIPELINE_MISSING)
     setup_logging(config.settings.log.level)
-    server_ctx = ServerContext(settings, conversation="echo")
-    server = XiaozhiServer(server_ctx, EchoConversation)
+    pairing = DevicePairing.from_config(config, force_open=open_mode)
+    server_ctx = ServerContext(settings, conversation="echo" if echo else "assistant")
+    server_ctx.limits = config.settings.limits
+    assistant = None if echo else build_assistant(config, server_ctx)
+    server = XiaozhiServer(server_ctx, assistant or EchoConversation, pairing=pairing)
+
+    async def run() -> None:
+        await server.run_until_signal(ready)
+        if assistant is not None:
+            await assistant.drain()  # what the last sessions said is stored before exiting
 
     def ready() -> None:
         endpoints = server_ctx.endpoints()
@@ -64,10 +83,15 @@ def serve(
             err.print(f"[yellow]  warning:[/] devices on your network cannot reach this server: {why}. "
                       "Use --host 0.0.0.0 and/or --advertise-host <LAN address> (advertise_host under "
                       "\\[server] in the config).", highlight=False)
+        if pairing.mode == "open":
+            err.print(f"[yellow]  warning:[/] {escape(OPEN_MODE_WARNING)}", highlight=False)
+        else:
+            err.print("  pairing: a new device speaks a 6-digit code; approve it with `xiaozhi device pair CODE`",
+                      markup=False, highlight=False)
         err.print("  stop with Ctrl-C")
 
     try:
-        asyncio.run(server.run_until_signal(ready))
+        asyncio.run(run())
     except OSError as exc:
         raise XiaozhiError(f"cannot start the server: {exc} (is another server using the ports?)") from None
 

@@ -73,6 +73,13 @@ class ReplySink(Protocol):
     async def wait_played(self) -> None:
         """Wait until the audio queued so far has finished playing on the device."""
 
+    async def abort(self) -> None:
+        """Stop the reply at once: drop queued audio, ``tts stop`` (server-side barge-in)."""
+
+    def reply_marks(self) -> tuple[float | None, float | None]:
+        """Clock times of the current (or last) reply's first and last audio frames sent."""
+        ...
+
     async def close(self, reason: str) -> None:
         """End the session (after the reply in progress has played)."""
 

@@ -14,8 +14,9 @@ import logging
 import numpy as np
 
 from ..protocol.types import ListenMode
+from .capture import UtteranceCapture
 from .conversation import PCM, UPLINK_RATE, DeviceTools, ReplySink, SessionInfo
-from .endpoint import EndpointConfig, Endpointer, SpeechEnded, SpeechStarted
+from .endpoint import EndpointConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +45,15 @@ class EchoConversation:
         self.sink = sink
         self.tools = tools
         config = endpoint or EndpointConfig(end_silence_ms=600, max_utterance_ms=MAX_SECONDS * 1000)
-        self.endpointer = Endpointer(config)
+        self.capture = UtteranceCapture(config, preroll_ms=PREROLL_MS)
         self.mode: ListenMode | None = None
         self.buffer: list[PCM] = []
-        self.preroll: list[PCM] = []
         self.turns = 0
 
     async def on_listen_start(self, mode: ListenMode) -> None:
         self.mode = mode
         self.buffer = []
-        self.preroll = []
-        self.endpointer.reset()
+        self.capture.reset()
 
     async def on_listen_stop(self) -> None:
         if self.mode is ListenMode.MANUAL and self.buffer:
@@ -68,22 +67,9 @@ class EchoConversation:
         if self.mode is ListenMode.MANUAL:
             self.buffer.append(pcm)
             return
-        chunk_ms = 1000 * pcm.size / UPLINK_RATE
-        events = self.endpointer.feed(dbfs(pcm) > ENERGY_THRESHOLD_DBFS, chunk_ms)
-        if self.endpointer.in_utterance or events:
-            self.buffer.append(pcm)
-        else:
-            self.preroll = [*self.preroll, pcm][-max(1, int(PREROLL_MS / max(chunk_ms, 1))):]
-        for event in events:
-            if isinstance(event, SpeechStarted):
-                self.buffer = [*self.preroll, *self.buffer]
-                self.preroll = []
-            elif isinstance(event, SpeechEnded):
-                heard = np.concatenate(self.buffer)
-                self.buffer = []
-                await self._reply(heard)
-            else:
-                self.buffer = []
+        update = self.capture.feed(pcm, [dbfs(pcm) > ENERGY_THRESHOLD_DBFS])
+        if update.utterance is not None:
+            await self._reply(update.utterance.pcm)
 
     async def on_detect(self, text: str) -> None:
         await self.sink.stt(text)
@@ -93,6 +79,7 @@ class EchoConversation:
 
     async def on_abort(self, reason: str | None) -> None:
         self.buffer = []
+        self.capture.reset()
 
     async def on_idle(self) -> None:
         log.info("session %s: echo idle", self.info.session_id)

@@ -111,5 +111,15 @@ class Endpointer:
         return SpeechEnded(end, speech_ms, reason)
 
     @property
+    def silence_ms(self) -> float:
+        """Trailing silence so far in the current utterance (0 outside one)."""
+        return self._silence_ms if self.in_utterance else 0.0
+
+    @property
+    def speech_ms(self) -> float:
+        """Speech heard so far in the current utterance (0 outside one)."""
+        return self._speech_ms if self.in_utterance else 0.0
+
+    @property
     def utterance_start_ms(self) -> float:
         return self._utterance_start

@@ -7,7 +7,6 @@ in a :class:`TurnLog` for ``GET /turns`` and ``xiaozhi bench``.
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -47,12 +46,23 @@ class TurnTimings:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def stage_ms(self) -> dict[str, float | None]:
-        """Milliseconds of each stage in :data:`STAGES` (None where a mark is missing)."""
+        """Milliseconds each stage in :data:`STAGES` added to the wait (None where a mark is missing).
+
+        A stage counts from the latest earlier mark, so work that overlapped an earlier stage
+        (a speculative turn runs ASR and the LLM during the end-of-speech silence) counts
+        only for the part that was still in the way; the stages add up to :attr:`e2e_ms`.
+        """
         marks = [self.speech_end, self.vad_endpoint, self.asr_done, self.llm_first_token,
                  self.first_clause, self.tts_first_chunk, self.first_frame]
         out: dict[str, float | None] = {}
-        for name, (a, b) in zip(STAGES, itertools.pairwise(marks), strict=True):
-            out[name] = None if a is None or b is None else round(1000 * (b - a), 1)
+        latest: float | None = marks[0]
+        for name, mark in zip(STAGES, marks[1:], strict=True):
+            if latest is None or mark is None:
+                out[name] = None
+            else:
+                out[name] = round(1000 * max(0.0, mark - latest), 1)
+            if mark is not None:
+                latest = mark if latest is None else max(latest, mark)
         return out
 
     @property

@@ -7,13 +7,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import psutil
+
 from .. import __version__
-from ..config import ServerSettings
+from ..config import LimitsSettings, ServerSettings
+from ..pipeline.timing import TurnLog
 from .lan import Endpoints, detect_advertise_host, host_from_header
 
 log = logging.getLogger(__name__)
 
 WILDCARDS = ("", "0.0.0.0", "::")
+OPEN_MODE_HEALTH_WARNING = "pairing is off (open mode): any device on the network is admitted"
 
 
 class LiveSession(Protocol):
@@ -27,6 +31,15 @@ class LiveSession(Protocol):
     async def shutdown(self, code: int, reason: str) -> None: ...
 
 
+def process_stats() -> dict[str, float]:
+    """This server process's memory and CPU time (``xiaozhi bench`` samples them)."""
+    proc = psutil.Process()
+    with proc.oneshot():
+        cpu = proc.cpu_times()
+        return {"rss_bytes": proc.memory_info().rss, "cpu_s": round(cpu.user + cpu.system, 3),
+                "threads": proc.num_threads()}
+
+
 @dataclass
 class ServerContext:
     settings: ServerSettings
@@ -36,6 +49,9 @@ class ServerContext:
     models: dict[str, str] = field(default_factory=dict)  # role -> model id, for /health
     conversation: str = ""  # what fills the turns ("echo", "pipeline"), for /health
     detected_host: str | None = None
+    turns: TurnLog = field(default_factory=TurnLog)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    pairing_mode: str = "paired"  # "paired" | "open" (set by the server from its DevicePairing)
 
     def __post_init__(self) -> None:
         if not self.settings.advertise_host and self.settings.host in WILDCARDS:
@@ -75,6 +91,13 @@ class ServerContext:
                  "age_s": round(time.time() - s.started, 1)}
                 for s in self.sessions.values()
             ],
+            "process": process_stats(),
             "ota_url": self.endpoints().ota_url,
             "websocket_url": self.endpoints().websocket_url,
+            "pairing": self.pairing_health(),
         }
+
+    def pairing_health(self) -> dict[str, str]:
+        if self.pairing_mode == "open":
+            return {"mode": "open", "warning": OPEN_MODE_HEALTH_WARNING}
+        return {"mode": self.pairing_mode}

@@ -76,6 +76,9 @@ class Downlink:
         self._task: asyncio.Task[None] | None = None
         self.in_reply = False
         self.frames_sent = 0
+        self.first_frame_at: float | None = None
+        """Clock time the current (or last) reply's first audio frame went out."""
+        self.last_frame_at: float | None = None
 
     # ---- the conversation's side ------------------------------------------------------
     def start(self) -> None:
@@ -143,6 +146,7 @@ class Downlink:
     async def _open_reply(self) -> None:
         if not self.in_reply:
             self.in_reply = True
+            self.first_frame_at = self.last_frame_at = None
             self.pacer.reset()
             await self._send_text(to_json(build_tts_start(self._session_id)))
 
@@ -162,8 +166,12 @@ class Downlink:
             await self.clock.sleep(delay)
         # v2 carries a timestamp of our choosing: wall-clock ms mod 2^32, as xinnan does (§2.3).
         await self._send_bytes(self._codec.encode(packet, int(time.time() * 1000) & 0xFFFFFFFF))
-        self.pacer.sent(self.clock.now())
+        now = self.clock.now()
+        self.pacer.sent(now)
         self.frames_sent += 1
+        if self.first_frame_at is None:
+            self.first_frame_at = now
+        self.last_frame_at = now
 
 
 async def _one(pcm: PCM) -> AsyncIterable[PCM]:

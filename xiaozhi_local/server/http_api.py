@@ -16,12 +16,16 @@ Routes:
 * ``POST /xiaozhi/ota/activate`` (with or without the slash): 200 admitted, 202 pending (§1.6 3).
 * ``GET /health``: :meth:`ServerContext.health`.
 
+Both POST routes are rate-limited per client address (``[limits]``, :mod:`.ratelimit`): past the
+limit the answer is 429 with ``Retry-After``, logged once per address per minute.
+
 Every error is JSON ``{"error": "..."}`` with one log line naming the client; an unexpected
 exception is a 500 ``{"error": "internal error"}`` (the traceback goes to the log only).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -29,6 +33,7 @@ from datetime import datetime
 from typing import Final, Protocol
 
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler, LooseHeaders
 
 from ..config import ServerSettings
@@ -43,10 +48,13 @@ from ..protocol.ota import (
     parse_ota_request,
 )
 from .context import ServerContext
+from .lan import is_loopback_address
+from .ratelimit import AddressLimits
 
 __all__ = [
     "OTA_PATH",
     "DeviceGate",
+    "GateRefusal",
     "HttpServer",
     "OpenGate",
     "OtaDecision",
@@ -71,39 +79,96 @@ class OtaDecision:
     activation: Activation | None = None
 
 
+class GateRefusal(XiaozhiError):
+    """A gate refuses to answer an OTA check at all (e.g. too many devices waiting): HTTP
+    ``status`` with ``{"error": message}`` and, when given, ``Retry-After``."""
+
+    def __init__(self, status: int, message: str, *, retry_after_s: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
 class DeviceGate(Protocol):
-    """Decides which devices are admitted (§1.7). Pairing supplies the real one."""
+    """Decides which devices are admitted (§1.7): :class:`~.pairing.DevicePairing` in the server."""
 
     async def on_ota(self, req: OtaRequest, address: str) -> OtaDecision:
-        """Called for every OTA check that carries a valid device id."""
+        """Called for every OTA check that carries a valid device id; may raise GateRefusal."""
         ...
 
-    async def on_activate(self, device_id: str, body: ActivateRequest, address: str) -> bool:
-        """``POST …/activate``: True = admitted (HTTP 200), False = pending (HTTP 202)."""
+    async def on_activate(self, req: OtaRequest, body: ActivateRequest, address: str) -> bool:
+        """``POST …/activate`` (``req`` holds the headers): True = admitted (HTTP 200), False =
+        pending (HTTP 202)."""
         ...
 
 
 class OpenGate:
-    """Admits every device: no token, never an ``activation`` block (xinnan single-module, §1.7)."""
+    """Admits every device: no token, never an ``activation`` block (xinnan single-module, §1.7).
+    For tests of the HTTP layer itself; the server uses :class:`~.pairing.DevicePairing`."""
 
     async def on_ota(self, req: OtaRequest, address: str) -> OtaDecision:
         return OtaDecision()
 
-    async def on_activate(self, device_id: str, body: ActivateRequest, address: str) -> bool:
+    async def on_activate(self, req: OtaRequest, body: ActivateRequest, address: str) -> bool:
         return True
 
 
 class _Reject(Exception):
-    """A request we refuse on purpose; the middleware turns it into JSON and one log line."""
+    """A request we refuse on purpose; the middleware turns it into JSON and (unless ``log`` is
+    False) one log line."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, *, headers: LooseHeaders | None = None, log: bool = True):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
+        self.log = log
 
 
 _CTX: Final = web.AppKey("xiaozhi_ctx", ServerContext)
 _GATE: Final = web.AppKey[DeviceGate]("xiaozhi_gate")
+_LIMITS: Final = web.AppKey("xiaozhi_limits", AddressLimits)
+
+
+class _QuietMalformed(logging.Filter):
+    """aiohttp logs every malformed request (bad header bytes, bad framing) at ERROR with a
+    traceback, so one LAN client could fill the log. Instead: one INFO line per client per minute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limits = AddressLimits({}, exempt_loopback=False)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        peer = str(record.args[0]) if isinstance(record.args, tuple) and record.args else "?"
+        if not self.limits.worth_logging("malformed", peer):
+            return False
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg = "malformed HTTP request from %s refused with 400: %s (more in the next minute are not logged)"
+        record.args = (peer, _short(str(exc.message).splitlines()[0] if exc.message else type(exc).__name__))
+        record.exc_info = record.exc_text = None
+        return True
+
+
+def _quiet_malformed_requests() -> None:
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _QuietMalformed) for f in logger.filters):
+        logger.addFilter(_QuietMalformed())
+
+
+def _rate_limit(request: web.Request, kind: str) -> None:
+    """429 with Retry-After once ``request.remote`` is past its ``kind`` rate (logged once a minute)."""
+    address = _client(request)
+    limit = request.app[_LIMITS].check(kind, address)
+    if limit is None:
+        return
+    if limit.log:
+        log.warning("rate limit: %s requests from %s refused with 429 (more in the next minute are not logged)",
+                    kind, address)
+    raise _Reject(429, f"too many {kind} requests from {address}; retry in {limit.retry_after_s} s",
+                  headers={hdrs.RETRY_AFTER: str(limit.retry_after_s)}, log=False)
 
 
 def local_tz_offset_min() -> int:
@@ -138,11 +203,18 @@ def _check_device_id(device_id: str | None) -> str:
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
     """The whole body, at most ``limit`` bytes: a too-large Content-Length is refused before
-    reading; a chunked body is cut off by ``client_max_size`` while it is read (413 either way)."""
+    reading; a chunked body is cut off by ``client_max_size`` while it is read (413 either way).
+    A client that does not send the body it announced within ``[limits] body_timeout_s`` gets
+    408 (a slow or stalled body must not hold the connection forever)."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=declared)
-    return await request.read()
+    timeout = request.app[_CTX].limits.body_timeout_s
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        raise _Reject(408, f"the request body did not arrive within {timeout:g} s") from None
 
 
 def _oddities(req: OtaRequest, body: bytes, content_type: str | None) -> list[str]:
@@ -164,6 +236,7 @@ async def _ota(request: web.Request) -> web.Response:
     ctx = request.app[_CTX]
     gate = request.app[_GATE]
     address = _client(request)
+    _rate_limit(request, "ota")
     body = await _read_body(request, ctx.settings.max_body_bytes)
     content_type = request.headers.get(hdrs.CONTENT_TYPE)
     req = parse_ota_request(request.headers, body, content_type, max_body_bytes=ctx.settings.max_body_bytes)
@@ -171,7 +244,11 @@ async def _ota(request: web.Request) -> web.Response:
     if odd:
         log.info("OTA request from %s: %s", address, "; ".join(odd))
     device_id = _check_device_id(req.device_id)
-    decision = await gate.on_ota(req, address)
+    try:
+        decision = await gate.on_ota(req, address)
+    except GateRefusal as exc:
+        retry = {hdrs.RETRY_AFTER: str(exc.retry_after_s)} if exc.retry_after_s is not None else None
+        raise _Reject(exc.status, str(exc), headers=retry) from None
     endpoints = ctx.endpoints_for_request(request.headers.get(hdrs.HOST))
     reply = build_ota_reply(
         now_ms=int(time.time() * 1000),
@@ -208,13 +285,15 @@ async def _activate(request: web.Request) -> web.Response:
     ctx = request.app[_CTX]
     gate = request.app[_GATE]
     address = _client(request)
+    _rate_limit(request, "activate")
     body = await _read_body(request, ctx.settings.max_body_bytes)
-    device_id = _check_device_id(parse_ota_request(request.headers, None).device_id)
+    req = parse_ota_request(request.headers, None)
+    device_id = _check_device_id(req.device_id)
     try:
         activate = parse_activate_body(body)
     except ActivationBodyError as exc:
         raise _Reject(exc.http_status, str(exc)) from None
-    if await gate.on_activate(device_id, activate, address):
+    if await gate.on_activate(req, activate, address):
         log.info("activation of %s from %s: admitted", device_id, address)
         return web.json_response({"status": "activated"})
     log.debug("activation of %s from %s: pending", device_id, address)
@@ -224,6 +303,18 @@ async def _activate(request: web.Request) -> web.Response:
 
 async def _health(request: web.Request) -> web.Response:
     return web.json_response(request.app[_CTX].health())
+
+
+async def _turns(request: web.Request) -> web.Response:
+    """Recent turn timings (``xiaozhi bench`` reads them). Transcripts only for loopback clients."""
+    ctx = request.app[_CTX]
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        raise _Reject(400, "limit must be an integer") from None
+    loopback = is_loopback_address(request.remote or "")
+    turns = [t.to_dict(with_text=loopback) for t in ctx.turns.recent(max(1, min(limit, 1000)))]
+    return web.json_response({"total": ctx.turns.total, "turns": turns})
 
 
 def _message_for(request: web.Request, exc: web.HTTPException) -> str:
@@ -251,7 +342,13 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except _Reject as exc:
-        return _rejected(request, exc.status, exc.message)
+        if not exc.log:
+            response = web.json_response({"error": exc.message}, status=exc.status, headers=exc.headers)
+        else:
+            response = _rejected(request, exc.status, exc.message, exc.headers)
+        if exc.status == 408:  # the rest of a stalled body must not be waited for
+            response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -266,17 +363,23 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return web.json_response({"error": "internal error"}, status=500)
 
 
-def build_http_app(ctx: ServerContext, devices: DeviceGate | None = None) -> web.Application:
-    """The aiohttp application. ``devices`` defaults to :class:`OpenGate` (admit everyone)."""
+def build_http_app(ctx: ServerContext, devices: DeviceGate) -> web.Application:
+    """The aiohttp application; ``devices`` decides who is admitted (no default: pass
+    :class:`~.pairing.DevicePairing`, or :class:`OpenGate` in tests of the HTTP layer)."""
     app = web.Application(client_max_size=ctx.settings.max_body_bytes, middlewares=[_errors])
     app[_CTX] = ctx
-    app[_GATE] = devices if devices is not None else OpenGate()
+    app[_GATE] = devices
+    limits = ctx.limits
+    app[_LIMITS] = AddressLimits({"ota": limits.ota_per_minute, "activate": limits.activate_per_minute},
+                                 exempt_loopback=limits.exempt_loopback)
+    _quiet_malformed_requests()
     for path in (OTA_PATH, OTA_PATH.rstrip("/")):
         app.router.add_post(path, _ota)
         app.router.add_get(path, _ota_page)
     for path in (OTA_PATH + "activate", OTA_PATH + "activate/"):
         app.router.add_post(path, _activate)
     app.router.add_get("/health", _health)
+    app.router.add_get("/turns", _turns)
     return app
 
 
@@ -302,7 +405,10 @@ async def start_http(ctx: ServerContext, app: web.Application, host: str | None 
     """Listen on ``host:port`` (defaults: ``server.host`` / ``server.http_port``; port 0 = any)."""
     host = ctx.settings.host if host is None else host
     port = ctx.settings.http_port if port is None else port
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # keepalive_timeout also closes a connection whose request headers never complete (slowloris);
+    # lingering_time bounds how long the rest of an unread (refused or stalled) body is drained.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=ctx.limits.idle_http_s,
+                           lingering_time=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

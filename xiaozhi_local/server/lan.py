@@ -86,3 +86,13 @@ class Endpoints:
     @property
     def websocket_url(self) -> str:
         return f"ws://{url_host(self.host)}:{self.ws_port}/xiaozhi/v1/"
+
+
+def is_loopback_address(address: str) -> bool:
+    """True for a peer address on this host (127.0.0.0/8, ::1, IPv4-mapped loopback)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))

@@ -124,7 +124,7 @@ class Session:
             raise ProtocolError(f"no hello within {timeout:.0f} s", close_code=1008) from None
         if isinstance(first, bytes):
             raise ProtocolError("binary frame before hello", close_code=1003)
-        message = parse_client_message(first, self.ctx.settings.max_frame_bytes)
+        message = parse_client_message(first, self.ctx.limits.max_json_bytes)
         if not isinstance(message, Hello):
             raise ProtocolError(f"expected hello first, got {message.type}", close_code=1008)
         if message.transport != "websocket":
@@ -164,7 +164,7 @@ class Session:
 
     async def _on_text(self, text: str) -> None:
         assert self.conversation is not None and self.downlink is not None
-        message = parse_client_message(text, self.ctx.settings.max_frame_bytes)
+        message = parse_client_message(text, self.ctx.limits.max_json_bytes)
         if isinstance(message, Listen):
             if message.state is ListenState.START:
                 await self.conversation.on_listen_start(message.mode or ListenMode.AUTO)
@@ -224,10 +224,12 @@ class _Sink:
         self._s = session
 
     async def stt(self, text: str) -> None:
-        await self._s._send_text(to_json(build_stt(text, self._s.session_id)))
+        with contextlib.suppress(ConnectionClosed):  # the session is ending; its teardown follows
+            await self._s._send_text(to_json(build_stt(text, self._s.session_id)))
 
     async def emotion(self, emotion: str, emoji: str = "") -> None:
-        await self._s._send_text(to_json(build_llm(emotion, emoji, self._s.session_id)))
+        with contextlib.suppress(ConnectionClosed):
+            await self._s._send_text(to_json(build_llm(emotion, emoji, self._s.session_id)))
 
     async def say(self, text: str, audio: PCM | AsyncIterable[PCM], sample_rate: int) -> None:
         assert self._s.downlink is not None
@@ -240,6 +242,14 @@ class _Sink:
     async def wait_played(self) -> None:
         assert self._s.downlink is not None
         await self._s.downlink.wait_played()
+
+    async def abort(self) -> None:
+        assert self._s.downlink is not None
+        await self._s.downlink.abort()
+
+    def reply_marks(self) -> tuple[float | None, float | None]:
+        assert self._s.downlink is not None
+        return self._s.downlink.first_frame_at, self._s.downlink.last_frame_at
 
     async def close(self, reason: str) -> None:
         await self.wait_played()
