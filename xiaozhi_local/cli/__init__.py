@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from .. import __version__
-from . import config_cmd, device, models, serve
+from . import bench, config_cmd, device, models, serve
 from .common import state
 
 app = typer.Typer(
@@ -20,7 +20,8 @@ app = typer.Typer(
 app.add_typer(models.app, name="models", help="Download, verify and remove the speech and language models.")
 app.add_typer(config_cmd.app, name="config", help="Show, locate or create the configuration file.")
 app.command("serve", help="Run the server devices talk to (OTA + WebSocket + mDNS).")(serve.serve)
-app.add_typer(device.app, name="device", help="Devices: simulate one (a headless fake firmware) to try the server.")
+app.add_typer(device.app, name="device", help="Devices: pair, list, revoke, forget; simulate one.")
+app.command("bench")(bench.bench)
 
 
 def _version(value: bool) -> None:
