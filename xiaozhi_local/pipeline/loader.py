@@ -14,9 +14,14 @@ from ..config import AppConfig
 from ..engines.base import Llm
 from ..engines.llm_openai import OpenAiLlm
 from ..engines.loading import load_asr, load_llm, load_tts, load_vad
-from ..errors import ConfigError, ModelMissingError
-from ..models.catalog import ModelEntry, load_catalog
+from ..errors import ConfigError, EngineError, ModelError, ModelMissingError
+from ..memory.audio import AudioKeeper
+from ..memory.hooks import MemoryHooks
+from ..memory.voiceprints import VoiceprintService
+from ..models.catalog import ModelEntry, Role, load_catalog
 from ..models.store import ModelStore
+from ..speaker.encoder import SpeakerEncoder
+from ..store.memory import MemoryStore
 from .assistant import Assistant, Engines
 from .timing import TurnLog
 
@@ -69,6 +74,42 @@ def load_engines(config: AppConfig, step: Step | None = None) -> Engines:
     return Engines(vad=vad, asr=asr, llm=llm, tts=tts, model_ids=ids)
 
 
+def load_speaker_encoder(config: AppConfig, step: Step | None = None) -> tuple[SpeakerEncoder, str]:
+    """The configured speaker model ([models] speaker), checked like the others; and its catalog id."""
+    say = step or (lambda _text: None)
+    entry = load_catalog(*config.catalog_files).get(config.settings.models.speaker)
+    if entry.role != Role.SPEAKER or entry.engine != "ge2e":
+        raise EngineError(f"model {entry.id!r} is a {entry.role.value} model for the {entry.engine!r} engine; "
+                          "[models] speaker needs a speaker model for the 'ge2e' engine (see `xiaozhi models list`)")
+    store = ModelStore(config.models_dir)
+    say(f"checking speaker model {entry.id}")
+    ensure_intact(store, entry)
+    names = [f.name for f in entry.files if f.name.endswith(".pt")]
+    if len(names) != 1:
+        raise EngineError(f"model {entry.id!r} should have exactly one *.pt file, has {names or 'none'}")
+    say(f"loading the speaker encoder ({entry.id})")
+    try:
+        return SpeakerEncoder.load(store.path(entry, names[0])), entry.id
+    except (ModelError, EngineError, OSError) as exc:
+        raise ModelMissingError(entry.id, f"cannot be loaded ({exc}); it may be corrupt") from exc
+
+
+def load_memory_hooks(config: AppConfig, engines: Engines, step: Step | None = None) -> MemoryHooks:
+    """Memory and voiceprints over the database at ``config.db_path`` (the speaker model only with [voice])."""
+    settings = config.settings
+    store = MemoryStore.open(config.db_path)
+    voiceprints = None
+    if settings.voice.enabled:
+        encoder, model_id = load_speaker_encoder(config, step)
+        engines.model_ids["speaker"] = model_id
+        voiceprints = VoiceprintService(store, encoder, model_id=model_id, threshold=settings.voice.threshold,
+                                        min_clips=settings.voice.min_enroll_clips)
+    audio = (AudioKeeper(config.data_dir / "utterances", settings.memory.audio_retention_days)
+             if settings.memory.keep_audio else None)
+    return MemoryHooks(store, engines.llm, settings.memory, voiceprints=voiceprints, audio=audio)
+
+
 def load_assistant(config: AppConfig, turn_log: TurnLog | None = None, step: Step | None = None) -> Assistant:
     engines = load_engines(config, step)
-    return Assistant(engines, config.settings.pipeline, turn_log)
+    hooks = load_memory_hooks(config, engines, step) if config.settings.memory.enabled else None
+    return Assistant(engines, config.settings.pipeline, turn_log, hooks=hooks)

@@ -7,8 +7,10 @@ to the imports below.
 
 from __future__ import annotations
 
-from . import devices  # noqa: F401  (registers the "devices" migrations)
-from . import memory  # noqa: F401  (registers the "memory" migrations)
+from . import (
+    devices,  # noqa: F401  (registers the "devices" migrations)
+    memory,  # noqa: F401  (registers the "memory" migrations)
+)
 from .db import Database, Migration, StoreError, connect, register_migrations
 
 __all__ = ["Database", "Migration", "StoreError", "connect", "register_migrations"]

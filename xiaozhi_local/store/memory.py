@@ -326,6 +326,10 @@ class MemoryStore:
                           [older_than])
         return [(int(r["id"]), str(r["audio_file"])) for r in rows]
 
+    def referenced_audio(self) -> set[str]:
+        rows = self._rows("SELECT audio_file FROM messages WHERE audio_file IS NOT NULL")
+        return {str(r["audio_file"]) for r in rows}
+
     def clear_audio_file(self, message_ids: Sequence[int]) -> None:
         with self._write() as db:
             for message_id in message_ids:
