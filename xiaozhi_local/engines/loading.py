@@ -54,10 +54,13 @@ def load_tts(store: ModelStore, entry: ModelEntry, speaker_id: int | None = None
 
 
 def load_llm(store: ModelStore, entry: ModelEntry, *, context_size: int = 2048, threads: int = 0,
-             seed: int = -1) -> LlamaCppLlm:
+             seed: int = -1, snapshot_mb: int = 64) -> LlamaCppLlm:
+    """``snapshot_mb`` bounds the saved dialogue KV states (~12 KB per token for a 0.5B model:
+    64 MB keeps about 5000 tokens, a dozen conversations)."""
     _check(store, entry, Role.LLM)
     path = store.path(entry, _one_file(entry, ".gguf"))
-    return _load(entry, lambda: LlamaCppLlm(path, context_size=context_size, threads=threads, seed=seed))
+    return _load(entry, lambda: LlamaCppLlm(path, context_size=context_size, threads=threads, seed=seed,
+                                            snapshot_mb=snapshot_mb))
 
 
 def _check(store: ModelStore, entry: ModelEntry, role: Role) -> None:

@@ -9,14 +9,17 @@ phonemizers need extra packages or download models at run time.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
 import numpy as np
+import onnxruntime as ort
 from piper import PiperVoice, SynthesisConfig
-from piper.config import PhonemeType
+from piper.config import PhonemeType, PiperConfig
 
 from xiaozhi_local.errors import EngineError, TtsError
 
@@ -34,7 +37,7 @@ class PiperTts:
     sample_rate: int
 
     def __init__(self, model_path: Path, config_path: Path | None = None, speaker_id: int | None = None,
-                 length_scale: float | None = None) -> None:
+                 length_scale: float | None = None, threads: int = 0) -> None:
         model_path = Path(model_path)
         config_path = Path(config_path) if config_path is not None else model_path.with_name(model_path.name + ".json")
         for what, path in (("model", model_path), ("config", config_path)):
@@ -43,7 +46,7 @@ class PiperTts:
         if length_scale is not None and not length_scale > 0:
             raise EngineError(f"Piper length_scale must be > 0 (1.0 = normal speed), got {length_scale}")
         try:
-            voice = PiperVoice.load(model_path, config_path=config_path)
+            voice = _load_voice(model_path, config_path, threads)
         except Exception as exc:  # json, KeyError for a bad config; onnxruntime's own types for the model
             raise EngineError(f"cannot load the Piper voice {model_path.name}: {type(exc).__name__}: {exc}") from exc
         config = voice.config
@@ -72,6 +75,19 @@ class PiperTts:
         except Exception as exc:
             _LOG.debug("piper failed on %r", text, exc_info=True)
             raise TtsError(f"the Piper voice failed to speak {_clip(text)!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def _load_voice(model_path: Path, config_path: Path, threads: int) -> PiperVoice:
+    """``PiperVoice.load`` with our own onnxruntime options: a bounded thread pool that sleeps
+    instead of spinning when idle, so synthesis and the LLM (which run at the same time, one
+    sentence ahead) do not steal each other's cores on a small box."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads if threads > 0 else min(2, os.cpu_count() or 1)
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+    config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+    return PiperVoice(session=session, config=config)
 
 
 def _clip(text: str, limit: int = 60) -> str:

@@ -541,6 +541,10 @@ class AssistantConversation:
             raise LlmError(f"the language model failed: {exc}") from exc
         finally:
             t.llm_compute_s = time.perf_counter() - started
+            stats = getattr(llm, "last_prompt", None)  # the local engine says what it reused
+            if stats is not None:
+                t.llm_prompt_tokens = stats.prompt_tokens
+                t.extra["llm_reused_tokens"] = stats.reused_tokens
             pieces.put_nowait(None)
 
 
