@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,16 +23,21 @@ from tests.conftest import REPO
 from tests.helpers.pairing import pair_over_http
 
 
-def start_serve(home: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "XIAOZHI_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+def start_serve(home: Path, *extra: str, echo: bool = True, env: dict[str, str] | None = None,
+                timeout: float = 30) -> tuple[subprocess.Popen[str], str]:
+    """`xiaozhi serve` on loopback with free ports; returns the process and its OTA URL.
+
+    After start-up its stderr keeps being read (see :func:`serve_log`) so a long run never
+    blocks on a full pipe."""
+    full_env = {**os.environ, "XIAOZHI_HOME": str(home), "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "cli.py"), "serve", "--echo", "--host", "127.0.0.1",
+        [sys.executable, str(REPO / "cli.py"), "serve", *(["--echo"] if echo else []), "--host", "127.0.0.1",
          "--http-port", "0", "--ws-port", "0", *extra],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=REPO,
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=full_env, cwd=REPO,
     )
     assert proc.stderr is not None
-    deadline = time.monotonic() + 30
-    lines = []
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
     while time.monotonic() < deadline:
         line = proc.stderr.readline()
         if not line:
@@ -39,9 +45,23 @@ def start_serve(home: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
         lines.append(line)
         match = re.search(r"OTA URL for the device's Wi-Fi portal: (\S+)", line)
         if match:
+            drain = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+            drain.start()
+            _LOGS[proc.pid] = (lines, drain)
             return proc, match.group(1)
     proc.kill()
     raise AssertionError("serve did not start:\n" + "".join(lines))
+
+
+_LOGS: dict[int, tuple[list[str], threading.Thread]] = {}
+
+
+def serve_log(proc: subprocess.Popen[str]) -> str:
+    """Everything a process from :func:`start_serve` wrote to stderr (complete once it exited)."""
+    lines, drain = _LOGS[proc.pid]
+    if proc.poll() is not None:
+        drain.join(timeout=10)
+    return "".join(lines)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import REPO
 from tests.helpers.pairing import pair_over_http
-from tests.server.test_lifecycle import start_serve
+from tests.server.test_lifecycle import serve_log, start_serve
 from xiaozhi_local.cli import app, device_admin
 from xiaozhi_local.store.devices import DeviceInfo, DeviceRegistry
 
@@ -179,8 +179,7 @@ def test_revoke_from_another_process_closes_the_live_session(isolated_env: Path)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    assert proc.stderr is not None
-    log = proc.stderr.read()
+    log = serve_log(proc)
     assert "device revoked" in log and "127.0.0.1" in log
 
 
@@ -194,5 +193,4 @@ def test_serve_open_mode_warns(isolated_env: Path) -> None:
         proc.wait(timeout=10)
     assert health["pairing"]["mode"] == "open" and "warning" in health["pairing"]
     assert "activation" not in reply and reply["websocket"]["token"]
-    assert proc.stderr is not None
-    assert "open mode" in proc.stderr.read()
+    assert "open mode" in serve_log(proc)
