@@ -10,7 +10,6 @@ least recently seen one is dropped first.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -18,21 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from .lan import is_loopback_address as is_loopback
+
 __all__ = ["AddressLimits", "Limit", "RateLimiter", "is_loopback"]
 
 Clock = Callable[[], float]
 MAX_KEYS: Final = 4096
 LOG_EVERY_S: Final = 60.0
-
-
-def is_loopback(address: str) -> bool:
-    """127.0.0.0/8, ::1 and IPv4-mapped loopback; anything unparsable is not loopback."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 class RateLimiter:
