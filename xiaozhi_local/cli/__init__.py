@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from .. import __version__
-from . import bench, config_cmd, device, models, serve
+from . import bench, config_cmd, device, memory, models, serve, voice
 from .common import state
 
 app = typer.Typer(
@@ -22,6 +22,8 @@ app.add_typer(config_cmd.app, name="config", help="Show, locate or create the co
 app.command("serve", help="Run the server devices talk to (OTA + WebSocket + mDNS).")(serve.serve)
 app.add_typer(device.app, name="device", help="Devices: pair, list, revoke, forget; simulate one.")
 app.command("bench")(bench.bench)
+app.add_typer(voice.app, name="voice", help="Voiceprints: enroll, list, remove, test who is speaking.")
+app.add_typer(memory.app, name="memory", help="What the assistant remembers: show, forget, export.")
 
 
 def _version(value: bool) -> None:

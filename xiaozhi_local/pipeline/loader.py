@@ -2,7 +2,9 @@
 
 Every model the configuration names must be installed and intact: a file whose size or
 modification time changed since it was verified is re-hashed, and a missing or corrupt
-model stops start-up with a message naming ``xiaozhi models pull <id>``.
+model stops start-up with a message naming ``xiaozhi models pull <id>``. With ``[memory] enabled``
+the assistant gets :class:`~xiaozhi_local.memory.hooks.MemoryHooks` over the database at
+``config.db_path`` (and, with ``[voice] enabled``, the speaker model ``[models] speaker``).
 """
 
 from __future__ import annotations

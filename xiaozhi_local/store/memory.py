@@ -14,7 +14,7 @@ Datasette as well as by this code:
 * ``memories``: facts, each owned by a speaker (``owner_kind = 'speaker'``, ``owner_id`` = the name)
   or, for unknown voices, by a device (``'device'``, the device id), with the ``source_conversation_id``
   it was learnt in and ``created_at``/``updated_at`` (updated when a later conversation confirms or
-  corrects it).
+  corrects it). Owner ids and speaker names compare in any case.
 * ``voiceprints``: one row per enrolled ``name`` (unique, any case): the per-clip embeddings as a
   BLOB of little-endian float32, ``clips`` × ``dims``, the speaker ``model_id`` and the
   ``preprocessing`` version they were computed with (others are not compared), and where they came
@@ -64,7 +64,7 @@ CREATE TABLE messages (
     turn INTEGER NOT NULL,
     role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
     text TEXT NOT NULL,
-    speaker TEXT,
+    speaker TEXT COLLATE NOCASE,
     source TEXT,
     intent TEXT,
     created_at REAL NOT NULL,
@@ -78,7 +78,7 @@ CREATE INDEX messages_speaker ON messages (speaker);
 CREATE TABLE memories (
     id INTEGER PRIMARY KEY,
     owner_kind TEXT NOT NULL CHECK (owner_kind IN ('speaker', 'device')),
-    owner_id TEXT NOT NULL,
+    owner_id TEXT NOT NULL COLLATE NOCASE,
     fact TEXT NOT NULL,
     source_conversation_id INTEGER REFERENCES conversations (id) ON DELETE SET NULL,
     created_at REAL NOT NULL,
@@ -383,17 +383,28 @@ class MemoryStore:
         with self._write() as db:
             return db.execute("DELETE FROM memories WHERE id = ?", [fact_id]).rowcount == 1
 
+    def owner_counts(self, owner: Owner) -> tuple[int, int]:
+        """(facts, messages) that :meth:`forget_owner` would delete."""
+        facts = self._rows("SELECT count(*) AS n FROM memories WHERE owner_kind = ? AND owner_id = ?",
+                           [owner.kind, owner.id])[0]["n"]
+        turns, params = self._owner_turns(owner)
+        messages = self._rows(f"SELECT count(*) AS n FROM messages WHERE (conversation_id, turn) IN ({turns})",
+                              params)[0]["n"]
+        return int(facts), int(messages)
+
+    @staticmethod
+    def _owner_turns(owner: Owner) -> tuple[str, list[Any]]:
+        """SQL selecting (conversation_id, turn) of the turns in which ``owner`` spoke."""
+        if owner.kind == "speaker":
+            return "SELECT conversation_id, turn FROM messages WHERE role = 'user' AND speaker = ?", [owner.id]
+        return ("SELECT m.conversation_id, m.turn FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+                " WHERE m.role = 'user' AND m.speaker IS NULL AND c.device_id = ?", [owner.id])
+
     def forget_owner(self, owner: Owner) -> tuple[int, int]:
         """Forget everything learnt about ``owner``: their facts, and the messages they were learnt
         from (a speaker's turns; for a device, its turns by unknown voices), so that nothing is
         distilled again. Returns (facts, messages) deleted."""
-        if owner.kind == "speaker":
-            turns = "SELECT conversation_id, turn FROM messages WHERE role = 'user' AND speaker = ? COLLATE NOCASE"
-            params: list[Any] = [owner.id]
-        else:
-            turns = ("SELECT m.conversation_id, m.turn FROM messages m JOIN conversations c ON c.id ="
-                     " m.conversation_id WHERE m.role = 'user' AND m.speaker IS NULL AND c.device_id = ?")
-            params = [owner.id]
+        turns, params = self._owner_turns(owner)
         with self._write() as db:
             facts = db.execute("DELETE FROM memories WHERE owner_kind = ? AND owner_id = ?",
                                [owner.kind, owner.id]).rowcount
@@ -453,7 +464,13 @@ class MemoryStore:
         with self._write() as db:
             return db.execute("DELETE FROM voiceprints WHERE name = ? COLLATE NOCASE", [name]).rowcount == 1
 
-    # ---- export -------------------------------------------------------------------------------
+    # ---- overview and export ------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Rows per table: conversations, messages, memories, voiceprints."""
+        with self._lock:
+            return {t: int(self.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+                    for t in ("conversations", "messages", "memories", "voiceprints")}
+
     def export(self) -> dict[str, Any]:
         """Everything stored, as JSON-ready data (voiceprints without their embeddings)."""
         with self._lock:
