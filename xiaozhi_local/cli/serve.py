@@ -50,7 +50,7 @@ def serve(
     echo: bool = typer.Option(False, "--echo", help="Instead of the assistant, play back what the user says "
                               "(checks a device's microphone, speaker and network; loads no models)."),
     open_mode: bool = typer.Option(False, "--open", help="Admit every device without pairing (trusted LAN only; "
-                                   "same as [pairing] mode = \"open\")."),
+                                   "same as mode = \"open\" under \\[pairing] in the config)."),
 ) -> None:
     """Run the server Xiaozhi devices talk to. Point a device at the printed OTA URL."""
     config = state(ctx).config

@@ -150,6 +150,8 @@ class TurnMetrics:
     max_queue_depth: int = 0
     audio_s: float = 0.0
     """Seconds of reply audio queued for playback."""
+    audio_arrivals: list[tuple[float, float]] = field(default_factory=list)
+    """(arrival time, duration) of every packet queued for playback: gaps in playback show here."""
     completed: bool = False
 
     @property
@@ -321,6 +323,7 @@ class DeviceModel:
             return AudioVerdict.OVERFLOW
         turn.frames_queued += 1
         turn.audio_s += duration_s
+        turn.audio_arrivals.append((t, duration_s))
         if turn.t_first_audio is None:
             turn.t_first_audio = t
         turn.t_last_audio = t
