@@ -118,3 +118,21 @@ def test_missing_directory_or_files(tmp_path: Path) -> None:
     shutil.copyfile(real_models() / ASR_MODEL / "config.json", model_dir / "config.json")
     with pytest.raises(EngineError, match=r"lacks tokenizer\.json"):
         WhisperAsr(model_dir)
+
+
+def test_the_encoder_sees_the_utterance_plus_a_margin_only() -> None:
+    from xiaozhi_local.engines.asr import MARGIN_S, encoder_frames
+
+    assert encoder_frames(1.8) == (2 + MARGIN_S) * 100
+    assert encoder_frames(0.2) == (1 + MARGIN_S) * 100
+    assert encoder_frames(29.5) == 3000 and encoder_frames(90.0) == 3000
+
+
+def test_a_looping_transcript_is_collapsed() -> None:
+    from xiaozhi_local.engines.asr import collapse_repeats
+
+    assert collapse_repeats("Set a timer for 10 minutes. Set a timer for 10 minutes.") == "Set a timer for 10 minutes."
+    assert collapse_repeats("Turn it down a little. Turn it down a little. Turn it") == "Turn it down a little."
+    assert collapse_repeats("我要喝水。我要喝水。") == "我要喝水。"
+    assert collapse_repeats(" Hello. Hello there. ") == "Hello. Hello there."  # not a repeat
+    assert collapse_repeats("Go. Go. Go!") == "Go. Go!"
