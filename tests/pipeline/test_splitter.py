@@ -208,3 +208,17 @@ def test_clean_for_speech(raw: str, spoken: str) -> None:
 def test_clean_keeps_cjk_and_punctuation() -> None:
     text = "你好，世界！こんにちは。안녕하세요? (yes) «ok» 100% – fine"
     assert clean_for_speech(text) == text
+
+
+def test_eager_mode_cuts_later_pieces_at_commas_too() -> None:
+    text = "Sure thing. To boil an egg well, place it in a pot of boiling water, then wait nine minutes."
+    calm = SentenceSplitter()
+    assert calm.push(text) + calm.flush() == [
+        "Sure thing.", "To boil an egg well, place it in a pot of boiling water, then wait nine minutes."]
+    eager = SentenceSplitter()
+    pieces = eager.push("Sure thing. ")
+    eager.eager = True  # the device is about to run out of audio
+    pieces += eager.push(text[len("Sure thing. "):]) + eager.flush()
+    assert pieces == ["Sure thing.", "To boil an egg well,", "place it in a pot of boiling water,",
+                      "then wait nine minutes."]
+    assert not eager.eager  # flush resets it for the next reply

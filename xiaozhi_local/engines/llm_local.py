@@ -124,7 +124,8 @@ class LlamaCppLlm:
         n_threads = threads if threads > 0 else (os.cpu_count() or 1)
         try:
             self._llm = llama_cpp.Llama(
-                model_path=str(self.model_path), n_ctx=context_size, n_batch=min(512, context_size),
+                model_path=str(self.model_path), n_ctx=context_size, n_batch=min(_EVAL_CHUNK, context_size),
+                n_ubatch=min(_EVAL_CHUNK, context_size),
                 n_threads=n_threads, n_threads_batch=n_threads, seed=llama_cpp.LLAMA_DEFAULT_SEED,
                 verbose=verbose)
         except Exception as exc:  # llama-cpp-python raises ValueError for unreadable/unsupported files

@@ -51,6 +51,11 @@ EMOJI_EMOTIONS = {"😂": "laughing", "😆": "laughing", "😊": "happy", "🙂
                   "😢": "sad", "😭": "crying", "😠": "angry", "😍": "loving", "😮": "surprised",
                   "🤔": "thinking", "😉": "winking", "😎": "cool", "😴": "sleepy", "😕": "confused"}
 DEFAULT_EMOTION = ("happy", "🙂")
+MIN_FIRST_PIECE_CHARS = 12
+"""A first piece shorter than this ("Sure!") is said together with the next one, so the device
+does not fall silent right after one word while the LLM writes the next clause."""
+STARVING_S = 1.5
+"""Below this much queued reply audio, the LLM's text is cut at the next comma too."""
 RECENT_UTTERANCES = 12
 """Utterances a session keeps for the hooks (enrolling a voice from what was said)."""
 HYSTERESIS = 0.15
@@ -184,6 +189,8 @@ class AssistantConversation:
         """Where the current turn's output goes: the session, or a HeldSink while speculative."""
         self._held: HeldSink | None = None
         self._spec_pcm: PCM | None = None
+        self._said_s = 0.0  # seconds of audio queued so far in the current reply
+        self._holding = False  # a too-short first piece is waiting for the next one
 
     # ---- events from the session -------------------------------------------------------
     async def on_listen_start(self, mode: ListenMode) -> None:
@@ -457,6 +464,15 @@ class AssistantConversation:
             log.exception("session %s: the %s hook failed; going on without it", self.info.session_id[:8], what)
             return None
 
+    def _starving(self) -> bool:
+        """The reply being played has less than :data:`STARVING_S` of audio left queued."""
+        if self._holding:
+            return True  # a short first piece waits for the next clause: let it come soon
+        first, _ = self.sink.reply_marks()
+        if self._said_s <= 0 or first is None:
+            return False
+        return self._said_s - (self.clock.now() - first) < STARVING_S
+
     def _marks(self, t: TurnTimings) -> tuple[float | None, float | None]:
         first, last = self.sink.reply_marks()
         start = t.speech_end or 0.0
@@ -486,25 +502,22 @@ class AssistantConversation:
         messages = build_messages(s.system_prompt, self.dialogue.messages, text, count_tokens=llm.count_tokens,
                                   history_budget=s.history_tokens, context_size=llm.context_size,
                                   reply_tokens=s.max_reply_tokens, extra_system=extra)
+        self._said_s, self._holding = 0.0, False
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         reply: list[str] = []
         producer = asyncio.create_task(self._generate(messages, t, pieces, reply))
         spoken: list[str] = []
         try:
+            held = ""  # a first piece too short to start with ("Sure!"): said with the next one
             while (piece := await pieces.get()) is not None:
-                if not spoken:
-                    t.first_clause = self.clock.now()
-                    await self.out.emotion(*_emotion("".join(reply)))
-                started = time.perf_counter()
-                try:
-                    audio = await run_blocking(self.a.synthesize, piece)
-                except Exception as exc:
-                    raise TtsError(f"the voice failed on {piece[:40]!r}: {exc}") from exc
-                t.tts_compute_s += time.perf_counter() - started
-                if not spoken:
-                    t.tts_first_chunk = self.clock.now()
-                spoken.append(piece)
-                await self.out.say(piece, audio, self.a.engines.tts.sample_rate)
+                if not spoken and len(held) + len(piece) < MIN_FIRST_PIECE_CHARS:
+                    held = f"{held} {piece}".strip()
+                    self._holding = True
+                    continue
+                await self._speak_piece(f"{held} {piece}".strip(), t, spoken, reply)
+                held = ""
+            if held:
+                await self._speak_piece(held, t, spoken, reply)
             await producer  # re-raises an LLM failure
         finally:
             if not producer.done():
@@ -519,6 +532,24 @@ class AssistantConversation:
         await self.out.end_reply()
         await self.out.wait_played()
 
+    async def _speak_piece(self, piece: str, t: TurnTimings, spoken: list[str], reply: list[str]) -> None:
+        """Synthesize one piece of the reply and queue it to the device."""
+        self._holding = False
+        if not spoken:
+            t.first_clause = self.clock.now()
+            await self.out.emotion(*_emotion("".join(reply)))
+        started = time.perf_counter()
+        try:
+            audio = await run_blocking(self.a.synthesize, piece)
+        except Exception as exc:
+            raise TtsError(f"the voice failed on {piece[:40]!r}: {exc}") from exc
+        t.tts_compute_s += time.perf_counter() - started
+        if not spoken:
+            t.tts_first_chunk = self.clock.now()
+        spoken.append(piece)
+        await self.out.say(piece, audio, self.a.engines.tts.sample_rate)
+        self._said_s += audio.size / self.a.engines.tts.sample_rate
+
     async def _generate(self, messages: Sequence[object], t: TurnTimings, pieces: asyncio.Queue[str | None],
                         reply: list[str]) -> None:
         llm, options = self.a.engines.llm, self.a.generation_options()
@@ -531,6 +562,7 @@ class AssistantConversation:
                     t.llm_first_token = self.clock.now()
                 t.llm_tokens += 1
                 reply.append(token)
+                splitter.eager = self._starving()
                 for piece in splitter.push(token):
                     pieces.put_nowait(piece)
             for piece in splitter.flush():

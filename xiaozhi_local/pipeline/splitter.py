@@ -219,8 +219,13 @@ class SentenceSplitter:
         self.config = config or SplitterConfig()
         self.reset()
 
+    eager = False
+    """Cut at clause marks (commas …) in every piece, not only the first: set by the caller
+    while the device is about to run out of audio, so speech keeps flowing from a slow LLM."""
+
     def reset(self) -> None:
         """Forget everything: the next text starts a new reply (its first piece may cut early)."""
+        self.eager = False
         self._filter = _BlockFilter()
         self._seg = ""  # filtered text since the last cut
         self._weight = 0.0
@@ -255,7 +260,7 @@ class SentenceSplitter:
         if ch == "\n":
             self._cut(len(self._seg), out)
             return
-        first = self._emitted == 0
+        first = self._emitted == 0 or self.eager
         if ch in _HARD_STOPS and not _inside_link(self._seg):
             self._seg += ch
             self._cut(len(self._seg), out)
@@ -287,7 +292,7 @@ class SentenceSplitter:
             single_dot = "".join(c for c in run if c in _STOPS) == "."
             if not _inside_link(before) and not (single_dot and _is_abbreviation(before)):
                 self._cut(len(seg), out)
-        elif self._emitted == 0 and self._clause_cut_ok(start, seg):
+        elif (self._emitted == 0 or self.eager) and self._clause_cut_ok(start, seg):
             self._cut(len(seg), out)
 
     def _clause_cut_ok(self, mark: int, piece: str) -> bool:
