@@ -18,9 +18,10 @@ from xiaozhi_local.config import MemorySettings, ModelsSettings, PipelineSetting
 from xiaozhi_local.engines.base import ChatMessage, GenerationOptions, Llm
 from xiaozhi_local.memory.hooks import MemoryHooks
 from xiaozhi_local.memory.voiceprints import VoiceprintService
-from xiaozhi_local.pipeline.assistant import Assistant, AssistantConversation, Engines
+from xiaozhi_local.pipeline.assistant import Assistant, Engines
 from xiaozhi_local.pipeline.conversation import SessionInfo, ToolInfo
 from xiaozhi_local.pipeline.loader import load_engines
+from xiaozhi_local.pipeline.turns import AssistantConversation
 from xiaozhi_local.protocol.types import ListenMode
 from xiaozhi_local.speaker.encoder import SpeakerEncoder
 from xiaozhi_local.store.memory import MemoryStore

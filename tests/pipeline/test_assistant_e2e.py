@@ -212,7 +212,7 @@ async def test_a_monologue_is_cut_at_the_maximum_length(engines: Engines, questi
     a = Assistant(engines, PIPELINE.model_copy(update={"max_utterance_s": 3.0}))
     server, url = await start(a)
     try:
-        with caplog.at_level(logging.INFO, logger="xiaozhi_local.pipeline.assistant"):
+        with caplog.at_level(logging.INFO, logger="xiaozhi_local.pipeline.turns"):
             result = await run_session(url, options=SessionOptions(wav=long_wav, mode=ListenMode.MANUAL,
                                                                    reply_timeout_s=90))
     finally:

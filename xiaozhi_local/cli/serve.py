@@ -82,6 +82,10 @@ def serve(
     async def run() -> None:
         await server.run_until_signal(ready)
         if assistant is not None:
+            for _ in range(100):  # closing sessions finish their teardown (and spawn their storage work)
+                if not server_ctx.sessions:
+                    break
+                await asyncio.sleep(0.05)
             await assistant.drain()  # what the last sessions said is stored before exiting
 
     def ready() -> None:
