@@ -9,10 +9,8 @@ A turn:
    empty transcript ends the turn there;
 3. a spoken goodbye gets the farewell and closes the session; a wake word gets the cached
    greeting; a built-in request (hooks) gets its answer;
-4. otherwise the LLM streams in a worker thread; the :class:`SentenceSplitter` cuts the first
-   clause early and later pieces at sentence ends (at commas too while the device is about to
-   run dry); each piece is synthesized (worker thread) and queued as soon as it is complete,
-   so the device speaks while the LLM still writes.
+4. otherwise the LLM's reply is streamed to the device clause by clause
+   (:class:`~.reply.StreamedReply`).
 
 ``abort`` (or, in realtime mode, the user speaking over the reply) cancels the turn task:
 the LLM stops within one token (its stop event), queued audio is dropped and ``tts stop``
@@ -25,12 +23,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from ..errors import EngineError, LlmError, TtsError
+from ..errors import EngineError
 from ..protocol.types import ListenMode
 from .capture import Utterance, UtteranceCapture
 from .conversation import PCM, UPLINK_RATE, DeviceTools, ReplySink, SessionInfo
@@ -38,9 +36,9 @@ from .endpoint import EndReason
 from .held import HeldSink
 from .intents import is_goodbye, is_wake_word
 from .prompt import Dialogue, build_messages
-from .splitter import SentenceSplitter
+from .reply import DEFAULT_EMOTION, StreamedReply
 from .timing import TurnTimings
-from .workers import iterate_blocking, run_blocking
+from .workers import run_blocking
 
 if TYPE_CHECKING:
     from .assistant import Assistant
@@ -48,15 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-EMOJI_EMOTIONS = {"😂": "laughing", "😆": "laughing", "😊": "happy", "🙂": "happy", "😀": "happy",
-                  "😢": "sad", "😭": "crying", "😠": "angry", "😍": "loving", "😮": "surprised",
-                  "🤔": "thinking", "😉": "winking", "😎": "cool", "😴": "sleepy", "😕": "confused"}
-DEFAULT_EMOTION = ("happy", "🙂")
-MIN_FIRST_PIECE_CHARS = 12
-"""A first piece shorter than this ("Sure!") is said together with the next one, so the device
-does not fall silent right after one word while the LLM writes the next clause."""
-STARVING_S = 1.5
-"""Below this much queued reply audio, the LLM's text is cut at the next comma too."""
 RECENT_UTTERANCES = 12
 """Utterances a session keeps for the hooks (enrolling a voice from what was said)."""
 HYSTERESIS = 0.15
@@ -88,8 +77,6 @@ class AssistantConversation:
         """Where the current turn's output goes: the session, or a HeldSink while speculative."""
         self._held: HeldSink | None = None
         self._spec_pcm: PCM | None = None
-        self._said_s = 0.0  # seconds of audio queued so far in the current reply
-        self._holding = False  # a too-short first piece is waiting for the next one
         self._last_hook: asyncio.Task[Any] | None = None
 
     # ---- events from the session -------------------------------------------------------
@@ -301,25 +288,19 @@ class AssistantConversation:
             answer = await self._hook_answer(text, speaker)
             if answer is not None:
                 t.extra["intent"] = True
-                await self.out.emotion(*DEFAULT_EMOTION)
-                await self.out.say(answer, await run_blocking(self.a.synthesize, answer),
-                                    self.a.engines.tts.sample_rate)
-                t.reply = answer
-                await self.out.end_reply()
-                await self.out.wait_played()
+                await self._say_phrase(answer, t, cache=False)
                 return
             await self._reply(text, t, speaker)
         except asyncio.CancelledError:
             if t.outcome == "ok":
                 t.outcome = "aborted"
             raise
-        except EngineError as exc:
+        except Exception as exc:
             t.outcome = "error"
-            log.error("session %s: turn %d failed: %s", self.info.session_id[:8], t.turn, exc)
-            await self._apologize(t)
-        except Exception:
-            t.outcome = "error"
-            log.exception("session %s: turn %d failed", self.info.session_id[:8], t.turn)
+            if isinstance(exc, EngineError):  # a model failed: its message says which and why
+                log.error("session %s: turn %d failed: %s", self.info.session_id[:8], t.turn, exc)
+            else:
+                log.exception("session %s: turn %d failed", self.info.session_id[:8], t.turn)
             await self._apologize(t)
         finally:
             if t.outcome != "dropped":  # a speculation the user talked over is not a turn
@@ -375,24 +356,17 @@ class AssistantConversation:
             log.exception("session %s: the %s hook failed; going on without it", self.info.session_id[:8], what)
             return None
 
-    def _starving(self) -> bool:
-        """The reply being played has less than :data:`STARVING_S` of audio left queued."""
-        if self._holding:
-            return True  # a short first piece waits for the next clause: let it come soon
-        first, _ = self.sink.reply_marks()
-        if self._said_s <= 0 or first is None:
-            return False
-        return self._said_s - (self.clock.now() - first) < STARVING_S
-
     def _marks(self, t: TurnTimings) -> tuple[float | None, float | None]:
         first, last = self.sink.reply_marks()
         start = t.speech_end or 0.0
         return (first if first is not None and first >= start else None,
                 last if last is not None and last >= start else None)
 
-    async def _say_phrase(self, text: str, t: TurnTimings) -> None:
+    async def _say_phrase(self, text: str, t: TurnTimings, *, cache: bool = True) -> None:
+        """A whole reply of one fixed sentence (cached: greeting, farewell, apology)."""
+        audio = await self.a.phrase(text) if cache else await run_blocking(self.a.synthesize, text)
         await self.out.emotion(*DEFAULT_EMOTION)
-        await self.out.say(text, await self.a.phrase(text), self.a.engines.tts.sample_rate)
+        await self.out.say(text, audio, self.a.engines.tts.sample_rate)
         t.reply = text
         await self.out.end_reply()
         await self.out.wait_played()
@@ -413,90 +387,12 @@ class AssistantConversation:
         messages = build_messages(s.system_prompt, self.dialogue.messages, text, count_tokens=llm.count_tokens,
                                   history_budget=s.history_tokens, context_size=llm.context_size,
                                   reply_tokens=s.max_reply_tokens, extra_system=extra)
-        self._said_s, self._holding = 0.0, False
-        pieces: asyncio.Queue[str | None] = asyncio.Queue()
-        reply: list[str] = []
-        producer = asyncio.create_task(self._generate(messages, t, pieces, reply))
-        spoken: list[str] = []
-        try:
-            held = ""  # a first piece too short to start with ("Sure!"): said with the next one
-            while (piece := await pieces.get()) is not None:
-                if not spoken and len(held) + len(piece) < MIN_FIRST_PIECE_CHARS:
-                    held = f"{held} {piece}".strip()
-                    self._holding = True
-                    continue
-                await self._speak_piece(f"{held} {piece}".strip(), t, spoken, reply)
-                held = ""
-            if held:
-                await self._speak_piece(held, t, spoken, reply)
-            await producer  # re-raises an LLM failure
-        finally:
-            if not producer.done():
-                producer.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await producer
-            t.reply = " ".join(spoken)
-        if not spoken:
-            raise LlmError("the language model gave an empty reply")
+        answer = await StreamedReply(self.a, self.out, self.sink, t).run(messages)
         self.dialogue.add_user(text)
-        self.dialogue.add_assistant("".join(reply).strip())
+        self.dialogue.add_assistant(answer)
         await self.out.end_reply()
         await self.out.wait_played()
-
-    async def _speak_piece(self, piece: str, t: TurnTimings, spoken: list[str], reply: list[str]) -> None:
-        """Synthesize one piece of the reply and queue it to the device."""
-        self._holding = False
-        if not spoken:
-            t.first_clause = self.clock.now()
-            await self.out.emotion(*_emotion("".join(reply)))
-        started = time.perf_counter()
-        try:
-            audio = await run_blocking(self.a.synthesize, piece)
-        except Exception as exc:
-            raise TtsError(f"the voice failed on {piece[:40]!r}: {exc}") from exc
-        t.tts_compute_s += time.perf_counter() - started
-        if not spoken:
-            t.tts_first_chunk = self.clock.now()
-        spoken.append(piece)
-        await self.out.say(piece, audio, self.a.engines.tts.sample_rate)
-        self._said_s += audio.size / self.a.engines.tts.sample_rate
-
-    async def _generate(self, messages: Sequence[object], t: TurnTimings, pieces: asyncio.Queue[str | None],
-                        reply: list[str]) -> None:
-        llm, options = self.a.engines.llm, self.a.generation_options()
-        splitter = SentenceSplitter()
-        started = time.perf_counter()
-        t.llm_prompt_tokens = sum(llm.count_tokens(m.content) for m in messages)  # type: ignore[attr-defined]
-        try:
-            async for token in iterate_blocking(lambda stop: llm.stream_chat(messages, options, stop)):  # type: ignore[arg-type]
-                if t.llm_first_token is None:
-                    t.llm_first_token = self.clock.now()
-                t.llm_tokens += 1
-                reply.append(token)
-                splitter.eager = self._starving()
-                for piece in splitter.push(token):
-                    pieces.put_nowait(piece)
-            for piece in splitter.flush():
-                pieces.put_nowait(piece)
-        except EngineError:
-            raise
-        except Exception as exc:
-            raise LlmError(f"the language model failed: {exc}") from exc
-        finally:
-            t.llm_compute_s = time.perf_counter() - started
-            stats = getattr(llm, "last_prompt", None)  # the local engine says what it reused
-            if stats is not None:
-                t.llm_prompt_tokens = stats.prompt_tokens
-                t.extra["llm_reused_tokens"] = stats.reused_tokens
-            pieces.put_nowait(None)
 
 
 def _language(setting: str) -> str | None:
     return None if setting.strip().lower() in ("", "auto") else setting.strip()
-
-
-def _emotion(text: str) -> tuple[str, str]:
-    for char in text:
-        if char in EMOJI_EMOTIONS:
-            return EMOJI_EMOTIONS[char], char
-    return DEFAULT_EMOTION
